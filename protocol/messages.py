@@ -1,0 +1,162 @@
+# The message set, as a table of field layouts, and the codec over it.
+#
+# A message is a plain dict: {"type": NAME, "session": S, "seq": N, fields...}.
+# Dicts keep the firmware free of classes it would have to keep in RAM, and
+# they print as the JSON that `hcp proto` shows a technician.
+#
+# Field kinds are in protocol/fields.py, the domain rules in protocol/rules.py.
+#
+# Types 0x01-0x0F travel device -> gateway, 0x10-0x2F gateway -> device,
+# 0x7F (error) either way. protocol/README.md is the byte-level reference.
+
+import sys
+
+from protocol import frame as _frame
+from protocol.errors import MessageError, ProtocolError
+from protocol.fields import KINDS, get, is_int, put  # noqa: F401  (KINDS re-exported)
+from protocol.rules import MAX_REASONS, check  # noqa: F401  (re-exported)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+HELLO = const(0x01)
+EVENT = const(0x02)
+HEALTH = const(0x03)
+ACK = const(0x10)
+INVITE = const(0x11)
+CANCEL = const(0x12)
+TIME = const(0x13)
+BIND = const(0x14)
+UNBIND = const(0x15)
+BITMAP = const(0x16)
+CONFIG = const(0x17)
+ERROR = const(0x7F)
+
+# Error codes carried by ERROR messages.
+E_FRAME = const(1)  # a frame failed its checks
+E_AUTH = const(2)  # tag missing/wrong, or a replay
+E_TYPE = const(3)  # unknown or wrong-direction message type
+E_FULL = const(4)  # device journal full: invitations refused
+E_STATE = const(5)  # message not valid in the current state
+E_ARG = const(6)  # a field value the receiver cannot use
+
+# Bitmap slots on the device (see protocol/README.md).
+SLOT_CARD = const(0)
+SLOT_PROMPT = const(1)
+SLOT_THANKS = const(2)
+SLOT_REASONS = const(3)
+SLOT_REASON0 = const(16)  # reason i of the config list is slot 16 + i
+
+# Field layouts as one string per type ("name:kind ..."): a few hundred bytes
+# of RAM on the device, where nested tuples cost several kilobytes.
+SCHEMA = {
+    HELLO: ("hello", "device_id:s fw:s board:s boot:I journal_depth:H uptime_ms:I"
+                     " staff_id:s paired:B"),
+    EVENT: ("event", "device_id:s boot:I event_seq:I kind:k score:B reasons:S"
+                     " invitation:s time:I uptime_ms:I"),
+    HEALTH: ("health", "device_id:s uptime_ms:I time:I free_heap:I journal_depth:H"
+                       " journal_free:H dropped:I corrupt:I uninvited:I stuck:B fw:s"
+                       " staff_id:s"),
+    ACK: ("ack", "device_id:s ids:E"),
+    INVITE: ("invite", "invitation:s cases:S timeout_s:H"),
+    CANCEL: ("cancel", "invitation:s"),
+    TIME: ("time", "time:I tz_min:h"),
+    BIND: ("bind", "staff_id:s window:s key:y"),
+    UNBIND: ("unbind", "staff_id:s"),
+    BITMAP: ("bitmap", "slot:B width:H height:H offset:H data:y"),
+    CONFIG: ("config", "invite_timeout_s:H heartbeat_s:H stuck_ms:H reasons_version:s"
+                       " reasons:S"),
+    ERROR: ("error", "code:H ref_seq:I detail:s"),
+}
+
+# CPython keeps the split layouts; the device splits on each use (messages
+# are rare there, RAM is not).
+_CACHE = None if sys.implementation.name == "micropython" else {}
+
+
+def fields(code):
+    """[(name, kind), ...] of message type `code`."""
+    if _CACHE is not None and code in _CACHE:
+        return _CACHE[code]
+    out = []
+    for item in SCHEMA[code][1].split():
+        name, kind = item.split(":")
+        out.append((name, kind))
+    if _CACHE is not None:
+        _CACHE[code] = out
+    return out
+
+
+TYPES = {}
+for _code in SCHEMA:
+    TYPES[SCHEMA[_code][0]] = _code
+
+def encode_payload(msg):
+    """The payload bytes of `msg` (no frame around them)."""
+    if not isinstance(msg, dict):
+        raise MessageError("type", "a message is a dict")
+    code = TYPES.get(msg.get("type"))
+    if code is None:
+        raise MessageError("type", "unknown message type %r" % (msg.get("type"),))
+    out = bytearray()
+    for name, kind in fields(code):
+        if name not in msg:
+            raise MessageError("field", "%s needs field %s" % (msg["type"], name))
+        put(out, kind, msg[name], name)
+    check(msg)
+    return code, out
+
+
+def decode_payload(code, session, seq, payload):
+    try:
+        name = SCHEMA[code][0]
+    except KeyError:
+        raise MessageError("type", "unknown message type 0x%02x" % code)
+    msg = {"type": name, "session": session, "seq": seq}
+    pos = 0
+    for fname, kind in fields(code):
+        msg[fname], pos = get(payload, pos, kind, fname)
+    if pos != len(payload):
+        raise MessageError("trailing", "%d bytes after the last field" % (len(payload) - pos))
+    check(msg)
+    return msg
+
+
+def encode(msg, key=None):
+    """Message dict -> bytes for the line (COBS frame with its 0x00).
+    `key` is a protocol.hmac256.Key to tag the frame, or None."""
+    code, payload = encode_payload(msg)
+    session = msg.get("session", 0)
+    seq = msg.get("seq", 0)
+    if not is_int(session) or not is_int(seq):
+        raise MessageError("field", "session and seq must be integers")
+    return _frame.encode(code, session, seq, payload, key)
+
+
+def parse(fr):
+    """A checked protocol.frame.Frame -> message dict."""
+    return decode_payload(fr.mtype, fr.session, fr.seq, fr.payload)
+
+
+def decode(packet, key=None):
+    """One packet (bytes between delimiters) -> message dict. With a key the
+    frame must carry a good tag; without one any tag is left unchecked."""
+    fr = _frame.decode(packet)
+    if key is not None:
+        fr.verify(key)
+    return parse(fr)
+
+
+def direction(code):
+    """'up' (device -> gateway), 'down' (gateway -> device) or 'both'."""
+    if code == ERROR:
+        return "both"
+    return "up" if code < 0x10 else "down"
+
+
+__all__ = ["ProtocolError", "encode", "decode", "parse", "check", "SCHEMA", "TYPES"]

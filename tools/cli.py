@@ -1,0 +1,40 @@
+"""The `hcp` command: one click group, its subcommands loaded on first use so
+that `hcp proto decode` in a pipeline does not pay for the gateway's imports."""
+
+import importlib
+
+import click
+
+# name -> (module, attribute, one-line help shown by `hcp --help`)
+COMMANDS = {
+    "proto": ("tools.proto_cli", "proto", "Encode, decode and show frames of the wire protocol."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return None
+        module, attr, _ = entry
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        # Help text from the table, without importing every subcommand.
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hcp-evaluator", prog_name="hcp")
+def main():
+    """hcp: the 好差评 window evaluator system.
+
+    Firmware for the five-button evaluator, the hall gateway that stores every
+    rating durably and forwards it upstream, a simulator of whole halls, and
+    the tools a technician uses to flash and pair devices.
+    """
