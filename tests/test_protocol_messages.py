@@ -4,9 +4,10 @@
 # Plain asserts and test_* functions, in the style of micropython-lib's tests;
 # tests/test_protocol_micropython.py runs this file under the real VM.
 
+import json  # noqa: E402
+
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
 from mpcompat import raises as _raises
-import json  # noqa: E402
 
 from protocol import hmac256, jsonform, messages  # noqa: E402
 from protocol.errors import AuthError, MessageError, ProtocolError  # noqa: E402

@@ -1,0 +1,2 @@
+"""Helpers the tests share: real processes on loopback, started and stopped
+by the test that needs them."""
