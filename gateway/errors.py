@@ -1,0 +1,18 @@
+"""The one exception root of the gateway package. Raise the narrowest subclass,
+chained with `from err` when it wraps another error."""
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is wrong; the message names the key and the problem."""
+
+
+class StorageError(GatewayError):
+    """The database cannot take writes (disk full, read-only, locked)."""
+
+
+class BindingError(GatewayError):
+    """A pairing would break one code, one account (or names an unknown device)."""
