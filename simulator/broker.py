@@ -1,0 +1,143 @@
+"""An MQTT broker process for the demo, the simulator and the tests.
+
+Mosquitto (Debian `mosquitto`) when it is installed, otherwise the embedded
+pure-Python broker amqtt, each in its own process on 127.0.0.1 so that a
+`broker-restart` fault can kill it like a real one. Queues are unbounded:
+Mosquitto's default max_queued_messages of 1000 would drop QoS 1 messages for
+a slow subscriber, and a loss seen in a test must be the product's, never the
+broker's (MEASURED.md).
+
+    python -m simulator.broker --port 1883     # run the embedded broker
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("broker exited with status %s before listening" % proc.returncode)
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError("nothing listening on %s:%d after %.0f s" % (host, port, timeout))
+
+
+def mosquitto_path():
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
+
+
+class BrokerProcess:
+    """A broker on 127.0.0.1:port. kind is "mosquitto" or "amqtt"."""
+
+    def __init__(self, workdir, port=None, kind="auto"):
+        if kind == "auto":
+            kind = "mosquitto" if mosquitto_path() else "amqtt"
+        if kind not in ("mosquitto", "amqtt"):
+            raise ValueError("broker kind must be auto, mosquitto or amqtt, not %r" % kind)
+        if kind == "mosquitto" and not mosquitto_path():
+            raise RuntimeError("mosquitto is not installed (Debian package `mosquitto`; `make test` installs it)")
+        self.kind = kind
+        self.workdir = str(workdir)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.proc = None
+        self.log = os.path.join(self.workdir, "broker-%d.log" % self.port)
+
+    def _command(self):
+        if self.kind == "amqtt":
+            return [sys.executable, "-m", "simulator.broker", "--port", str(self.port)]
+        conf = os.path.join(self.workdir, "mosquitto-%d.conf" % self.port)
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\n" % self.port)
+            f.write("allow_anonymous true\n")
+            f.write("max_queued_messages 0\n")  # 0 = unlimited
+            f.write("max_inflight_messages 0\n")
+            f.write("persistence false\n")
+        return [mosquitto_path(), "-c", conf]
+
+    def start(self, timeout=15.0):
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        wait_port(self.port, timeout=timeout, proc=self.proc)
+        return self
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        """kill -9: the broker dies without a goodbye, as in a crash."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.kill()
+        return self.start()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def _run_amqtt(port):
+    import asyncio
+    import logging
+
+    from amqtt.broker import Broker
+
+    logging.basicConfig(level=logging.WARNING)
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:%d" % port}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+
+    async def main():
+        broker = Broker(config)
+        await broker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await broker.shutdown()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Run the embedded MQTT broker (amqtt) on 127.0.0.1.")
+    parser.add_argument("--port", type=int, default=1883)
+    _run_amqtt(parser.parse_args().port)
