@@ -17,11 +17,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.hcp-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean
+.PHONY: demo test setup system-deps font-deps lint clean
 
 # Until `hcp demo` (gateway + simulated evaluators) lands, the demo shows what
 # runs today: every message of the wire protocol encoded and decoded again.
-demo: $(STAMP)
+demo: $(STAMP) font-deps
 	$(BIN)/hcp proto examples | $(BIN)/hcp proto encode | $(BIN)/hcp proto decode
 
 test: $(STAMP) system-deps
@@ -36,11 +36,17 @@ $(STAMP): pyproject.toml
 		&& test -x $(BIN)/micropython
 	touch $(STAMP)
 
-# Debian packages the tests use: a real Mosquitto broker process.
-system-deps:
+# Debian packages: a real Mosquitto broker process for the tests, and GNU
+# Unifont, the CJK bitmap font the staff cards are drawn with (demo and tests).
+APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
+
+system-deps: font-deps
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
-		echo "installing mosquitto (Debian package)"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto; }
+		echo "installing mosquitto (Debian package)"; $(APT_INSTALL) mosquitto; }
+
+font-deps:
+	@test -e /usr/share/fonts/opentype/unifont/unifont.otf || { \
+		echo "installing fonts-unifont (Debian package)"; $(APT_INSTALL) fonts-unifont; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
