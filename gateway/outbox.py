@@ -13,6 +13,12 @@ undelivered" fast however many delivered rows pile up (MEASURED.md).
 
 These functions run inside the caller's transaction: they never BEGIN or
 COMMIT themselves.
+
+Row ids only grow: `purge_delivered` never deletes the row with the largest
+id, so SQLite never hands out an id again (INTEGER PRIMARY KEY reuses
+max(id)+1). The forwarders rely on it: they read pending rows with a cursor
+`id > after_id`, and writers are serialised, so what a reader sees committed
+is always a prefix in id order.
 """
 
 import time
@@ -96,7 +102,46 @@ def stats(conn, target=None, now=None):
     }
 
 
-def purge_delivered(conn, older_than):
-    """Delete delivered rows delivered before `older_than` (Unix s); return how many."""
-    cur = conn.execute("DELETE FROM outbox WHERE state = 1 AND delivered_at < ?", (older_than,))
+def purge_delivered(conn, older_than, target=None, limit=None):
+    """Delete delivered rows delivered before `older_than` (Unix s), of one
+    target or all, at most `limit` of them (keep each transaction short on a
+    busy hall); return how many. The row with the largest id is always kept
+    (module docstring: ids are never reused)."""
+    where = "state = 1 AND delivered_at < ? AND id < (SELECT max(id) FROM outbox)"
+    args = [older_than]
+    if target is not None:
+        where += " AND target = ?"
+        args.append(target)
+    if limit is not None:
+        where = "id IN (SELECT id FROM outbox WHERE %s ORDER BY delivered_at LIMIT ?)" % where
+        args.append(int(limit))
+    cur = conn.execute("DELETE FROM outbox WHERE " + where, args)
     return cur.rowcount
+
+
+def backlog(conn, target):
+    """(pending count, created_at of the oldest pending row or None) for one
+    target; "oldest" is by id, which the partial index answers at once."""
+    count = conn.execute("SELECT count(*) FROM outbox WHERE target = ? AND state = 0",
+                         (target,)).fetchone()[0]
+    row = conn.execute("SELECT created_at FROM outbox WHERE target = ? AND state = 0"
+                       " ORDER BY id LIMIT 1", (target,)).fetchone()
+    return count, (row[0] if row else None)
+
+
+def rejected(conn, target=None, limit=100):
+    """Rows the upstream refused for good, newest first, for an admin:
+    [(id, target, key, event_id, device_id, record_json, attempts, error), ...]."""
+    where, args = ("WHERE state = 2 AND target = ?", [target]) if target else ("WHERE state = 2", [])
+    return conn.execute(
+        "SELECT id, target, key, event_id, device_id, record, attempts, error FROM outbox %s"
+        " ORDER BY id DESC LIMIT ?" % where, args + [int(limit)]).fetchall()
+
+
+def requeue(conn, ids):
+    """An admin sends rejected rows again (after fixing the cause upstream).
+    Returns how many went back to pending."""
+    before = conn.total_changes
+    conn.executemany("UPDATE outbox SET state = 0, error = NULL WHERE id = ? AND state = 2",
+                     [(i,) for i in ids])
+    return conn.total_changes - before

@@ -1,0 +1,388 @@
+"""What the upstream forwarders share: the thread and its status, capped
+backoff, batched delivery bookkeeping, retention, and settings checks.
+
+A forwarder owns one thread and one SQLite connection. It reads pending
+outbox rows of its target in id order (FIFO: per-device order is kept because
+a device's rows are queued in order), sends them, and marks them delivered
+only when the upstream acknowledged them. The marks are batched (one
+transaction for many acknowledgements: a commit per row would cap near
+6.8k/s, MEASURED.md); a crash between acknowledgement and mark only means the
+row is sent again, and the idempotency key in every record lets the upstream
+drop it.
+
+FIFO and "drain without starving new events": we keep one strict FIFO lane.
+A new event waits behind the backlog, but the backlog is sent as several
+records per message/request (`batch`), so it drains tens of thousands of
+rows per second while a hall produces at most a few events per second: a
+new event waits at most backlog / drain rate (1,000,000 rows in <= 60 s,
+DESIGN.md §5), it is never starved, and no device's records can overtake
+each other. A second "fresh" lane would only help devices with nothing in
+the backlog and would cost per-device bookkeeping; we chose not to.
+"""
+
+import logging
+import random
+import threading
+import time
+
+from gateway import db, outbox
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+# Keys of an [[upstream]] table that belong to the config loader, not to a
+# forwarder: accepted by every validate().
+COMMON_KEYS = {"name", "type", "kind", "enabled"}
+
+RETENTION_DEFAULTS = {
+    "retention_days": 7.0,     # delivered rows are deleted after this long
+    "purge_every_s": 3600.0,   # how often to look for them
+}
+BACKOFF_DEFAULTS = {
+    "backoff_min_s": 0.2,      # first retry delay
+    "backoff_max_s": 30.0,     # cap
+}
+
+
+class ForwardError(GatewayError):
+    """A delivery attempt failed in a way that is retried (link down, 5xx, timeout)."""
+
+
+class Backoff:
+    """Capped exponential backoff with full jitter in the upper half:
+    delays min, 2*min, 4*min ... up to max; reset() after a success."""
+
+    def __init__(self, minimum, maximum, rng=None):
+        self.minimum = float(minimum)
+        self.maximum = float(maximum)
+        self.attempt = 0
+        self.rng = rng or random.Random()
+
+    def next(self):
+        base = min(self.maximum, self.minimum * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return base * (0.5 + 0.5 * self.rng.random())
+
+    def reset(self):
+        self.attempt = 0
+
+
+class Rate:
+    """Rows per second over roughly the last `span` seconds."""
+
+    def __init__(self, span=5.0):
+        self.span = span
+        self.marks = []  # (monotonic, cumulative count)
+        self.total = 0
+
+    def add(self, n, now=None):
+        now = time.monotonic() if now is None else now
+        self.total += n
+        self.marks.append((now, self.total))
+        while len(self.marks) > 2 and now - self.marks[1][0] > self.span:
+            self.marks.pop(0)
+
+    def value(self, now=None):
+        now = time.monotonic() if now is None else now
+        if not self.marks:
+            return 0.0
+        t0, c0 = self.marks[0]
+        if now - self.marks[-1][0] > self.span:
+            return 0.0
+        dt = max(now - t0, 1e-3)
+        return (self.total - c0) / dt if len(self.marks) > 1 else 0.0
+
+
+# ---------------------------------------------------------------- settings
+
+class Checker:
+    """Collects "upstream.<name>.<key>: <problem>" messages."""
+
+    def __init__(self, settings, prefix=None):
+        self.s = settings if isinstance(settings, dict) else {}
+        name = self.s.get("name")
+        self.prefix = prefix or ("upstream.%s" % name if isinstance(name, str) and name else "upstream")
+        self.errors = [] if isinstance(settings, dict) else ["%s: must be a table" % self.prefix]
+
+    def err(self, key, problem):
+        self.errors.append("%s.%s: %s" % (self.prefix, key, problem))
+
+    def unknown(self, known):
+        for key in sorted(set(self.s) - set(known) - COMMON_KEYS):
+            self.err(key, "unknown key (known: %s)" % ", ".join(sorted(known)))
+
+    def string(self, key, required=False, allow_empty=False):
+        v = self.s.get(key)
+        if v is None:
+            if required:
+                self.err(key, "required")
+            return
+        if not isinstance(v, str) or (not allow_empty and not v):
+            self.err(key, "must be a non-empty string")
+
+    def integer(self, key, lo, hi):
+        v = self.s.get(key)
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            self.err(key, "must be an integer %d..%d" % (lo, hi))
+
+    def number(self, key, lo, hi):
+        v = self.s.get(key)
+        if v is None:
+            return
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            self.err(key, "must be a number %g..%g" % (lo, hi))
+
+    def boolean(self, key):
+        v = self.s.get(key)
+        if v is not None and not isinstance(v, bool):
+            self.err(key, "must be true or false")
+
+    def tls(self, key="tls"):
+        import os
+        v = self.s.get(key)
+        if v is None or isinstance(v, bool):
+            return
+        if not isinstance(v, dict):
+            self.err(key, "must be true/false or a table {ca, cert, key, insecure}")
+            return
+        for k in sorted(set(v) - {"ca", "cert", "key", "insecure"}):
+            self.err("%s.%s" % (key, k), "unknown key (known: ca, cert, insecure, key)")
+        for k in ("ca", "cert", "key"):
+            path = v.get(k)
+            if path is None:
+                continue
+            if not isinstance(path, str) or not path:
+                self.err("%s.%s" % (key, k), "must be a file path")
+            elif not os.path.isfile(path):
+                self.err("%s.%s" % (key, k), "file not found: %s" % path)
+        if ("key" in v) and ("cert" not in v):
+            self.err("%s.key" % key, "given without tls.cert")
+        if v.get("insecure") is not None and not isinstance(v.get("insecure"), bool):
+            self.err("%s.insecure" % key, "must be true or false")
+
+    def common(self):
+        self.number("backoff_min_s", 0.001, 3600)
+        self.number("backoff_max_s", 0.001, 86400)
+        lo, hi = self.s.get("backoff_min_s"), self.s.get("backoff_max_s")
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+            self.err("backoff_max_s", "must be >= backoff_min_s")
+        self.number("retention_days", 0, 36500)
+        self.number("purge_every_s", 1, 86400 * 30)
+        self.number("poll_s", 0.01, 60)
+
+
+def setting(settings, key, default):
+    v = settings.get(key)
+    return default if v is None else v
+
+
+# ---------------------------------------------------------------- base
+
+class ForwarderBase:
+    """Thread, wake-up, stop, status, batched marks and retention. Subclasses
+    implement `_run_loop()` (called in the thread with self.conn open) and may
+    extend `status()`."""
+
+    kind = "?"
+    FLUSH_ROWS = 2000      # mark delivered when this many acks are waiting...
+    FLUSH_AGE_S = 0.05     # ...or the oldest has waited this long
+    MAX_UNFLUSHED = 200000  # stop sending while the database refuses marks
+    STATS_EVERY_S = 1.0
+
+    def __init__(self, db_path, name, settings):
+        self.db_path = str(db_path)
+        self.name = name
+        self.settings = dict(settings or {})
+        self.conn = None
+        self._thread = None
+        self._stopping = threading.Event()
+        self._woken = threading.Event()
+        self._lock = threading.Lock()
+        self.backoff = Backoff(setting(self.settings, "backoff_min_s", BACKOFF_DEFAULTS["backoff_min_s"]),
+                               setting(self.settings, "backoff_max_s", BACKOFF_DEFAULTS["backoff_max_s"]))
+        self.retention_s = float(setting(self.settings, "retention_days",
+                                         RETENTION_DEFAULTS["retention_days"])) * 86400.0
+        self.purge_every_s = float(setting(self.settings, "purge_every_s", RETENTION_DEFAULTS["purge_every_s"]))
+        self.poll_s = float(setting(self.settings, "poll_s", 0.25))
+        # bookkeeping (thread-owned)
+        self._acked = []
+        self._acked_since = None
+        self._next_purge = 0.0
+        self._next_stats = 0.0
+        self._rate = Rate()
+        # status (read by other threads under _lock)
+        self._st = {"connected": False, "delivered": 0, "rejected": 0, "errors": 0, "sent": 0,
+                    "backlog": None, "oldest_pending_age_s": 0.0, "last_error": None,
+                    "purged": 0, "running": False}
+        self._oldest_created = None
+
+    # -- interface for the coordinator
+    def start(self):
+        if self._thread is not None:
+            raise GatewayError("forwarder %s already started" % self.name)
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._main, name="forward-%s" % self.name, daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self):
+        self._woken.set()
+
+    def stop(self, timeout=5):
+        self._stopping.set()
+        self._woken.set()
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            if not t.is_alive():
+                self._thread = None
+        return self._thread is None
+
+    def status(self):
+        with self._lock:
+            st = dict(self._st)
+        st["name"] = self.name
+        st["kind"] = self.kind
+        st["rate"] = round(self._rate.value(), 1)
+        if self._oldest_created is not None:
+            st["oldest_pending_age_s"] = max(0.0, time.time() - self._oldest_created)
+        return st
+
+    # -- helpers for subclasses
+    def _set(self, **kw):
+        with self._lock:
+            self._st.update(kw)
+
+    def _count(self, key, n=1):
+        with self._lock:
+            self._st[key] += n
+
+    def _error(self, message, count=True):
+        with self._lock:
+            self._st["last_error"] = message
+            if count:
+                self._st["errors"] += 1
+        log.warning("upstream %s: %s", self.name, message)
+
+    def _sleep(self, seconds):
+        """Wait, interruptibly by stop(); True if stopping."""
+        return self._stopping.wait(seconds)
+
+    def _main(self):
+        self._set(running=True)
+        try:
+            self.conn = db.connect(self.db_path)
+            self._run_loop()
+        except Exception as err:  # the thread must say why it died
+            log.exception("upstream %s: forwarder stopped by an error", self.name)
+            self._error("forwarder stopped: %s" % err)
+        finally:
+            try:
+                if self.conn is not None:
+                    self.flush(force=True)
+                    self.conn.close()
+            except Exception as err:  # noqa: BLE001 - closing after a failure
+                log.warning("upstream %s: closing: %s", self.name, err)
+            self.conn = None
+            self._set(running=False, connected=False)
+
+    def read_pending(self, limit, after_id):
+        """(rows, last id read, full) - pending rows after `after_id`, without
+        those acknowledged but not yet marked; `full` if the read hit `limit`
+        (there may be more)."""
+        rows = outbox.pending(self.conn, self.name, limit, after_id)
+        full = len(rows) >= limit
+        last = rows[-1][0] if rows else after_id
+        if self._acked and rows:
+            acked = set(self._acked)
+            rows = [r for r in rows if r[0] not in acked]
+        return rows, last, full
+
+    def ack(self, ids):
+        """The upstream acknowledged these rows: mark them (batched)."""
+        if not ids:
+            return
+        if self._acked_since is None:
+            self._acked_since = time.monotonic()
+        self._acked.extend(ids)
+        self._rate.add(len(ids))
+        self._count("delivered", len(ids))
+
+    def flush(self, force=False):
+        """Commit the waiting delivered-marks if enough or old enough (or force)."""
+        if not self._acked:
+            return True
+        if not force and len(self._acked) < self.FLUSH_ROWS and \
+                time.monotonic() - self._acked_since < self.FLUSH_AGE_S:
+            return True
+        ids = self._acked
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                outbox.mark_delivered(self.conn, ids)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except Exception as err:  # sqlite3.Error: disk full, locked; retried next time
+            self._error("cannot mark %d rows delivered: %s" % (len(ids), err))
+            self._acked_since = time.monotonic()
+            return False
+        self._acked = []
+        self._acked_since = None
+        return True
+
+    def marks_blocked(self):
+        return len(self._acked) >= self.MAX_UNFLUSHED
+
+    def write(self, fn, *args):
+        """Run one outbox write in its own transaction; (True, its result),
+        or (False, None) with the error noted if the database refused."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self.conn, *args)
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        except Exception as err:  # sqlite3.Error
+            self._error("database write failed: %s" % err)
+            return False, None
+        return True, result
+
+    def housekeeping(self, now=None):
+        """Refresh backlog figures about once a second; purge old delivered
+        rows every purge_every_s."""
+        now = time.monotonic() if now is None else now
+        if now >= self._next_stats:
+            self._next_stats = now + self.STATS_EVERY_S
+            try:
+                count, oldest = outbox.backlog(self.conn, self.name)
+            except Exception as err:  # noqa: BLE001 - a status read must not kill the loop
+                self._error("cannot read backlog: %s" % err, count=False)
+            else:
+                self._oldest_created = oldest
+                self._set(backlog=count)
+        if now >= self._next_purge:
+            self._next_purge = now + self.purge_every_s
+            self.purge()
+
+    def purge(self):
+        cutoff = time.time() - self.retention_s
+        total = 0
+        while not self._stopping.is_set():
+            ok, n = self.write(outbox.purge_delivered, cutoff, self.name, 5000)
+            if not ok:
+                break
+            total += n
+            if n < 5000:
+                break
+        if total:
+            self._count("purged", total)
+        return total
+
+    def _run_loop(self):  # pragma: no cover - abstract
+        raise NotImplementedError
