@@ -281,6 +281,8 @@ class MqttForwarder(ForwarderBase):
             self._cursor = 0
         rows, self._cursor, self._more = self.read_pending(self.read_chunk, self._cursor)
         self._queue.extend(rows)
+        if not rows and not self._queue and not self._inflight:
+            self._next_stats = 0.0  # idle now: refresh the backlog figures at once
 
     def _pump(self):
         """Publish while the window has room (also called from on_publish,

@@ -1,0 +1,179 @@
+"""Test helpers for the forwarders: the upstream receiver as a real process,
+a Mosquitto that keeps sessions across a graceful restart, outbox rows, and a
+forwarder run in its own process (to kill -9 it)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+from gateway import db, outbox
+from simulator import upstream
+from simulator.broker import BrokerProcess, free_port, mosquitto_path
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class PersistentMosquitto(BrokerProcess):
+    """Mosquitto with persistence on: a graceful stop (SIGTERM) saves the
+    receiver's persistent session and its queued messages, so a test can
+    demand that nothing the broker PUBACKed is lost across it. (A kill -9
+    loses what the broker held in memory: that is the broker's contract.)"""
+
+    def __init__(self, workdir, port=None):
+        super().__init__(workdir, port=port, kind="mosquitto")
+
+    def _command(self):
+        conf = os.path.join(self.workdir, "mosquitto-p-%d.conf" % self.port)
+        store = os.path.join(self.workdir, "mosq-%d" % self.port)
+        os.makedirs(store, exist_ok=True)
+        with open(conf, "w") as f:
+            f.write("listener %d 127.0.0.1\n" % self.port)
+            f.write("allow_anonymous true\n")
+            f.write("max_queued_messages 0\n")
+            f.write("max_inflight_messages 0\n")
+            f.write("persistence true\n")
+            f.write("persistence_location %s/\n" % store)
+            f.write("autosave_interval 3600\n")
+        return [mosquitto_path(), "-c", conf]
+
+    def graceful_restart(self):
+        self.stop()
+        return self.start()
+
+
+class Receiver:
+    """`python -m simulator.upstream http|mqtt ...` as a child process."""
+
+    def __init__(self, workdir, mode, port=None, topic=None, name="receiver"):
+        self.mode = mode
+        self.db = os.path.join(str(workdir), "%s.db" % name)
+        self.port = port if port is not None else free_port()
+        self.topic = topic
+        self.proc = None
+        self.log = os.path.join(str(workdir), "%s.log" % name)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=10.0):
+        args = [sys.executable, "-m", "simulator.upstream", self.mode, "--port", str(self.port),
+                "--db", self.db]
+        if self.mode == "mqtt":
+            args += ["--topic", self.topic]
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=open(self.log, "ab"), text=True)
+        deadline = time.monotonic() + timeout
+        line = self.proc.stdout.readline()  # {"ready": true, ...}
+        if not line or not json.loads(line).get("ready") or time.monotonic() > deadline:
+            raise RuntimeError("receiver did not start: %r (see %s)" % (line, self.log))
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def control(self, **cmd):
+        req = urllib.request.Request(self.url + "/control", data=json.dumps(cmd).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
+
+    def summary(self):
+        return upstream.summary(self.db)
+
+    def arrivals(self):
+        return upstream.arrivals(self.db)
+
+    def wait_unique(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            s = self.summary()
+            if s["unique"] >= n:
+                return s
+            time.sleep(0.05)
+        return self.summary()
+
+
+def record(device, boot, seq, case=1, **extra):
+    event_id = "%s:%d:%d" % (device, boot, seq)
+    rec = {"projectNo": "P-%s-%d-%d" % (device, boot, seq), "serviceNumber": "S1", "taskCode": "T1",
+           "assessNumber": 1, "satisfaction": 5, "evalDetail": "", "pf": "5",
+           "assessTime": "2026-11-24 10:00:00", "areaCode": "330100", "deptCode": "D1",
+           "proManager": "staff-%s" % device, "windowId": "W-%s" % device, "deviceId": device,
+           "eventId": event_id, "rated": True, "idempotencyKey": "%s/%d" % (event_id, case)}
+    rec.update(extra)
+    return rec
+
+
+def queue(db_path, targets, records, created_at=None):
+    """Commit records to the outbox for every target; returns how many rows."""
+    conn = db.open_db(db_path)
+    now = time.time() if created_at is None else created_at
+    rows = [(t, r["idempotencyKey"], r["eventId"], r["deviceId"],
+             json.dumps(r, ensure_ascii=False, separators=(",", ":")), now)
+            for r in records for t in targets]
+    conn.execute("BEGIN IMMEDIATE")
+    n = outbox.add(conn, rows)
+    conn.execute("COMMIT")
+    conn.close()
+    return n
+
+
+def make_records(devices, per_device, boot=1, start=1):
+    """Interleaved across devices, each device's in seq order."""
+    out = []
+    for seq in range(start, start + per_device):
+        for d in range(devices):
+            out.append(record("EV-%03d" % d, boot, seq))
+    return out
+
+
+def outbox_states(db_path, target):
+    conn = db.connect(db_path)
+    rows = dict(conn.execute("SELECT state, count(*) FROM outbox WHERE target = ? GROUP BY state",
+                             (target,)).fetchall())
+    conn.close()
+    return {"pending": rows.get(0, 0), "delivered": rows.get(1, 0), "rejected": rows.get(2, 0)}
+
+
+def wait_for(pred, timeout, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+FORWARDER_SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    sys.path.insert(0, %(root)r)
+    from gateway.forward_mqtt import MqttForwarder
+    from gateway.forward_http import HttpForwarder
+    cls = {"mqtt": MqttForwarder, "http": HttpForwarder}[sys.argv[1]]
+    f = cls(sys.argv[2], sys.argv[3], json.loads(sys.argv[4])).start()
+    print("started", flush=True)
+    while True:
+        time.sleep(0.05)
+        f.wake()
+""")
+
+
+def forwarder_process(kind, db_path, name, settings):
+    """A forwarder in its own Python process (so a test can kill -9 it)."""
+    proc = subprocess.Popen([sys.executable, "-c", FORWARDER_SCRIPT % {"root": ROOT}, kind,
+                             str(db_path), name, json.dumps(settings)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    return proc
