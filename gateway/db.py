@@ -41,6 +41,66 @@ MIGRATIONS = [
         "CREATE INDEX events_device ON events (device_id, id)",
         *outbox.SCHEMA,
     ]),
+    ("0002-registry-invitations", [
+        # How the press time was found: device clock, corrected from uptime, or receipt.
+        "ALTER TABLE events ADD COLUMN time_source TEXT NOT NULL DEFAULT 'device'",
+        # Every device the gateway has heard of, its key and its last health.
+        """CREATE TABLE devices (
+            device_id TEXT PRIMARY KEY,
+            first_seen REAL,
+            last_seen REAL,
+            fw TEXT NOT NULL DEFAULT '',
+            board TEXT NOT NULL DEFAULT '',
+            boot INTEGER NOT NULL DEFAULT 0,
+            reported_staff TEXT NOT NULL DEFAULT '',   -- staff id the device says it holds
+            transport TEXT NOT NULL DEFAULT '',        -- serial:<path> | mqtt
+            health TEXT NOT NULL DEFAULT '{}',         -- last health message, JSON
+            clock_offset_s REAL,                       -- device clock - gateway clock
+            key BLOB,                                  -- 32-byte device key (NULL: never paired)
+            prev_key BLOB,                             -- key the device may still hold while a re-key is pending
+            key_confirmed INTEGER NOT NULL DEFAULT 0   -- a frame tagged with `key` was seen
+        )""",
+        # 一码一账号: one device per staff account, one device per window, enforced here.
+        """CREATE TABLE bindings (
+            device_id TEXT PRIMARY KEY REFERENCES devices (device_id),
+            staff_id TEXT NOT NULL UNIQUE,
+            window TEXT NOT NULL UNIQUE,
+            staff_name TEXT NOT NULL DEFAULT '',
+            bound_at REAL NOT NULL
+        )""",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            action TEXT NOT NULL,                 -- bind | unbind | replace | refuse
+            device_id TEXT NOT NULL DEFAULT '',
+            staff_id TEXT NOT NULL DEFAULT '',
+            window TEXT NOT NULL DEFAULT '',
+            actor TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        """CREATE TABLE invitations (
+            id TEXT PRIMARY KEY,
+            window TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            staff_id TEXT NOT NULL,
+            cases TEXT NOT NULL,                  -- JSON list of case objects (projectNo, ...)
+            timeout_s INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT 'open',   -- open | rated | unrated | cancelled | refused
+            event_id TEXT,                        -- the event that closed it
+            closed_at REAL
+        )""",
+        "CREATE INDEX invitations_open ON invitations (device_id) WHERE state = 'open'",
+        # Screen bitmaps a device should hold (card, prompts, reason labels).
+        """CREATE TABLE bitmaps (
+            device_id TEXT NOT NULL,
+            slot INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (device_id, slot)
+        )""",
+    ]),
 ]
 
 

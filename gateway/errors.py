@@ -16,3 +16,15 @@ class StorageError(GatewayError):
 
 class BindingError(GatewayError):
     """A pairing would break one code, one account (or names an unknown device)."""
+
+
+class DeviceNotConnected(GatewayError):
+    """The device has no live link (never heard, or offline)."""
+
+
+class NotFound(GatewayError):
+    """The named device, window or invitation does not exist."""
+
+
+class InvalidRequest(GatewayError):
+    """A request (API or CLI) is malformed; the message says which field."""

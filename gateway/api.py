@@ -1,0 +1,190 @@
+"""The gateway's HTTP API: JSON in, JSON out, `Authorization: Bearer <token>`
+(`[http] token`) on every request. Reference: gateway/README.md.
+
+    GET  /api/status                      gateway status, alarm, ports, forwarders
+    GET  /api/devices                     device summaries
+    GET  /api/devices/<id>                one device
+    POST /api/devices/<id>/bitmaps        {"slot", "width", "height", "data": base64, "store": true}
+    POST /api/pair                        {"device_id", "staff_id", "window", "staff_name",
+                                           "replace": false, "device_reset": false, "bitmaps": [...]}
+    POST /api/unpair                      {"device_id"}
+    GET  /api/bindings                    every binding
+    GET  /api/audit?limit=N               bind/unbind/replace/refuse, newest first
+    POST /api/invitations                 {"window", "cases": [{"projectNo", ...}], "timeout_s"}
+    GET  /api/invitations/<id>            state, cases, the event that answered it
+    POST /api/invitations/<id>/cancel
+
+Errors are {"error": text} with 400 (bad request), 401 (token), 404 (not
+found), 409 (binding refused: also "current"; or device not connected), 503
+(storage alarm / database error).
+"""
+
+import hmac
+import json
+import logging
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from gateway.errors import (
+    BindingError,
+    DeviceNotConnected,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    StorageError,
+)
+
+log = logging.getLogger("hcp.gateway.api")
+
+MAX_BODY = 1 << 20
+
+STATUS = [(InvalidRequest, 400), (NotFound, 404), (BindingError, 409), (DeviceNotConnected, 409),
+          (StorageError, 503), (GatewayError, 500)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "hcp-gateway"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s " + fmt, self.client_address[0], *args)
+
+    def _reply(self, code, obj):
+        body = json.dumps(obj, ensure_ascii=False, default=str).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _authorized(self):
+        got = self.headers.get("Authorization", "")
+        want = "Bearer " + self.server.token
+        return hmac.compare_digest(got.encode(), want.encode())
+
+    def _body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            raise InvalidRequest("request body larger than %d bytes" % MAX_BODY)
+        raw = self.rfile.read(n) if n else b"{}"
+        try:
+            obj = json.loads(raw or b"{}")
+        except ValueError as err:
+            raise InvalidRequest("body is not JSON: %s" % err) from err
+        if not isinstance(obj, dict):
+            raise InvalidRequest("body must be a JSON object")
+        return obj
+
+    def _dispatch(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
+        query = urllib.parse.parse_qs(url.query)
+        if not self._authorized():
+            # Read (and drop) any body so the connection stays usable.
+            n = int(self.headers.get("Content-Length") or 0)
+            if 0 < n <= MAX_BODY:
+                self.rfile.read(n)
+            self._reply(401, {"error": "missing or wrong bearer token"})
+            return
+        try:
+            body = self._body() if method == "POST" else {}
+            result = route(self.server.gw, method, parts, body, query)
+            if result is None:
+                self._reply(404, {"error": "no such endpoint: %s %s" % (method, url.path)})
+            else:
+                code, obj = result
+                self._reply(code, obj)
+        except GatewayError as err:
+            code = next(c for cls, c in STATUS if isinstance(err, cls))
+            obj = {"error": str(err)}
+            if getattr(err, "current", None) is not None:
+                obj["current"] = err.current
+            self._reply(code, obj)
+        except Exception as err:  # never a traceback to the client
+            log.exception("API %s %s", method, self.path)
+            self._reply(500, {"error": "internal error: %s" % type(err).__name__})
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+
+def _flag(body, name):
+    v = body.get(name, False)
+    if not isinstance(v, bool):
+        raise InvalidRequest("%s must be true or false" % name)
+    return v
+
+
+def route(gw, method, parts, body, query):
+    """(status, object) for one request, or None if no endpoint matches."""
+    if not parts or parts[0] != "api":
+        return None
+    p = parts[1:]
+    if method == "GET":
+        if p == ["status"]:
+            return 200, gw.status()
+        if p == ["devices"]:
+            return 200, {"devices": [d.summary() for d in sorted(gw.registry.all(),
+                                                                 key=lambda d: d.device_id)]}
+        if len(p) == 2 and p[0] == "devices":
+            dev = gw.registry.get(p[1])
+            if dev is None:
+                raise NotFound("no device %s" % p[1])
+            return 200, dev.summary()
+        if p == ["bindings"]:
+            return 200, {"bindings": gw.pairing.bindings()}
+        if p == ["audit"]:
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+            except ValueError as err:
+                raise InvalidRequest("limit must be an integer") from err
+            return 200, {"audit": gw.pairing.audit(max(1, min(limit, 10000)))}
+        if len(p) == 2 and p[0] == "invitations":
+            return 200, gw.invitations.get(p[1])
+        return None
+    if method == "POST":
+        if p == ["invitations"]:
+            return 201, gw.invitations.open(body.get("window"), body.get("cases"), body.get("timeout_s"))
+        if len(p) == 3 and p[0] == "invitations" and p[2] == "cancel":
+            return 200, gw.invitations.cancel(p[1])
+        if p == ["pair"]:
+            return 201, gw.pairing.pair(body.get("device_id"), body.get("staff_id"), body.get("window"),
+                                        staff_name=body.get("staff_name", ""),
+                                        replace=_flag(body, "replace"),
+                                        device_reset=_flag(body, "device_reset"),
+                                        actor=str(body.get("actor", ""))[:100],
+                                        bitmaps=body.get("bitmaps") or [])
+        if p == ["unpair"]:
+            return 200, gw.pairing.unpair(body.get("device_id"), actor=str(body.get("actor", ""))[:100])
+        if len(p) == 3 and p[0] == "devices" and p[2] == "bitmaps":
+            store = body.get("store", True)
+            if not isinstance(store, bool):
+                raise InvalidRequest("store must be true or false")
+            return 200, gw.pairing.bitmap(p[1], body, store=store)
+        return None
+    return None
+
+
+class Api:
+    def __init__(self, gw, host, port, token):
+        self.server = ThreadingHTTPServer((host, port), _Handler)
+        self.server.daemon_threads = True
+        self.server.gw = gw
+        self.server.token = token
+        self.thread = threading.Thread(target=self.server.serve_forever, name="hcp-api",
+                                       kwargs={"poll_interval": 0.2}, daemon=True)
+
+    @property
+    def port(self):
+        return self.server.server_address[1]
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,170 @@
+"""`hcp gateway`: run the hall gateway and talk to a running one.
+
+    hcp gateway init hall.toml            write a commented config that runs as is
+    hcp gateway check --config hall.toml  check a config, print what is wrong
+    hcp gateway run --config hall.toml    the service (SIGTERM/SIGINT stop it)
+    hcp gateway invite --config hall.toml --window A05 --case 330100-2026-000123
+    hcp gateway status / devices / cancel  (over the HTTP API of the running gateway)
+
+Errors print one message, no traceback, exit code 2 for a bad config or
+request, 1 for a gateway that cannot be reached or refuses.
+"""
+
+import json
+import logging
+import os
+import sys
+import urllib.error
+import urllib.request
+
+import click
+
+from gateway import config as config_mod
+from gateway.errors import ConfigError, GatewayError
+
+_config_option = click.option("--config", "-c", "config_path", required=True, metavar="PATH",
+                              type=click.Path(dir_okay=False),
+                              help="The gateway's TOML config (see `hcp gateway init`).")
+
+
+def _load(path):
+    try:
+        return config_mod.load(path)
+    except ConfigError as err:
+        click.echo(str(err), err=True)
+        sys.exit(2)
+
+
+def _api(cfg, method, path, body=None, timeout=10.0):
+    host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::") else "127.0.0.1"
+    if ":" in host:
+        host = "[%s]" % host
+    url = "http://%s:%d%s" % (host, cfg.http_port, path)
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Authorization": "Bearer " + cfg.token,
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            msg = json.loads(err.read()).get("error", "")
+        except ValueError:
+            msg = ""
+        click.echo("gateway refused (%d): %s" % (err.code, msg or err.reason), err=True)
+        sys.exit(2 if err.code in (400, 404) else 1)
+    except (urllib.error.URLError, OSError) as err:
+        click.echo("cannot reach the gateway at %s: %s (is `hcp gateway run` running?)" % (url, err),
+                   err=True)
+        sys.exit(1)
+
+
+def _print(obj):
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+
+
+@click.group()
+def gateway():
+    """The hall gateway: serial and MQTT ingest, the durable outbox, invitations,
+    device registry and pairing, forwarding upstream."""
+
+
+@gateway.command()
+@click.argument("path", default="hall.toml", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path, force):
+    """Write a commented example config to PATH (default hall.toml).
+
+    It runs as is: serial ports found by glob, a fresh random API token, no
+    upstream until you add an [[upstream]] table."""
+    if os.path.exists(path) and not force:
+        click.echo("%s exists; use --force to overwrite" % path, err=True)
+        sys.exit(2)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(config_mod.example())
+    click.echo("wrote %s; start the gateway with: hcp gateway run --config %s" % (path, path))
+
+
+@gateway.command()
+@_config_option
+def check(config_path):
+    """Check a config file: print each wrong key and what is wrong, or OK."""
+    cfg = _load(config_path)
+    click.echo("OK: hall %s, database %s, %d serial pattern(s), %d upstream(s)"
+               % (cfg.hall.id, cfg.db_path, len(cfg.serial.ports), len(cfg.upstreams)))
+
+
+@gateway.command()
+@_config_option
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Logging threshold.")
+def run(config_path, log_level):
+    """Run the gateway until SIGTERM or Ctrl-C."""
+    cfg = _load(config_path)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.service import Gateway
+
+    try:
+        code = Gateway(cfg).run()
+    except GatewayError as err:
+        click.echo("gateway: %s" % err, err=True)
+        sys.exit(1)
+    except OSError as err:  # e.g. the HTTP port is taken
+        click.echo("gateway: %s" % err, err=True)
+        sys.exit(1)
+    sys.exit(code)
+
+
+@gateway.command()
+@_config_option
+@click.option("--window", "-w", required=True, help="Window whose evaluator asks for the rating.")
+@click.option("--case", "-p", "cases", multiple=True, required=True, metavar="PROJECT_NO",
+              help="Case number (projectNo); repeat for a batch (one rating, one record per case).")
+@click.option("--service-number", default="", help="serviceNumber, applied to every case.")
+@click.option("--task-code", default="", help="taskCode, applied to every case.")
+@click.option("--timeout", "timeout_s", type=int, default=None,
+              help="Seconds the invitation stays open (default: [device] invite_timeout_s).")
+def invite(config_path, window, cases, service_number, task_code, timeout_s):
+    """Open an invitation (一次一评) at a window for one or more cases."""
+    cfg = _load(config_path)
+    body = {"window": window, "cases": [
+        {k: v for k, v in (("projectNo", c), ("serviceNumber", service_number), ("taskCode", task_code)) if v}
+        for c in cases]}
+    if timeout_s is not None:
+        body["timeout_s"] = timeout_s
+    _print(_api(cfg, "POST", "/api/invitations", body))
+
+
+@gateway.command()
+@_config_option
+@click.argument("invitation")
+def cancel(config_path, invitation):
+    """Withdraw an open invitation (no rating results)."""
+    cfg = _load(config_path)
+    _print(_api(cfg, "POST", "/api/invitations/%s/cancel" % invitation, {}))
+
+
+@gateway.command()
+@_config_option
+def status(config_path):
+    """Show the running gateway's status: storage alarm, ingest counters,
+    rejected frames, ports, outbox and forwarders."""
+    cfg = _load(config_path)
+    _print(_api(cfg, "GET", "/api/status"))
+
+
+@gateway.command()
+@_config_option
+@click.argument("device_id", required=False)
+def devices(config_path, device_id):
+    """List the devices the gateway knows, or show one in detail."""
+    cfg = _load(config_path)
+    if device_id:
+        _print(_api(cfg, "GET", "/api/devices/%s" % device_id))
+        return
+    for d in _api(cfg, "GET", "/api/devices")["devices"]:
+        click.echo("%-20s %-7s %-8s %-10s %-6s fw=%s journal=%s" % (
+            d["device_id"], "online" if d["online"] else "offline",
+            "paired" if d["paired"] else "unpaired", d["staff_id"] or "-", d["window"] or "-",
+            d["fw"] or "?", d["journal_depth"]))

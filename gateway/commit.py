@@ -1,0 +1,232 @@
+"""The commit thread: group commit of everything ingest produced, then ACKs.
+
+Readers (serial, MQTT) put items on one queue and go back to reading. This
+thread takes whatever has arrived, writes it all in ONE `BEGIN IMMEDIATE ...
+COMMIT` (events, their upstream records as outbox rows for every target,
+invitation closings, registry updates), and only after the commit returns
+(`synchronous=FULL`: fsync'd) sends the ACKs, one `ack` frame per device
+naming all its events of the batch. Under load the batches grow by
+themselves: while one commit runs, the next batch queues up.
+
+A write that fails (disk full, read-only file, I/O error) rolls the batch
+back and raises the storage alarm: nothing of it is ACKed, so the devices
+keep the events in their journals and resend them. The thread then probes
+the database every few seconds and clears the alarm when writes work again.
+"""
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+
+from gateway import outbox, records
+
+log = logging.getLogger("hcp.gateway.commit")
+
+MAX_BATCH = 5000  # items per transaction
+MAX_QUEUE = 200_000  # items waiting; beyond this new events are dropped (devices resend)
+PROBE_EVERY_S = 2.0
+
+
+class Event:
+    """One event message as it waits for the commit."""
+
+    __slots__ = ("msg", "dev", "received_at", "press_time", "time_source")
+
+    def __init__(self, msg, dev, received_at, press_time, time_source):
+        self.msg = msg
+        self.dev = dev
+        self.received_at = received_at
+        self.press_time = press_time
+        self.time_source = time_source
+
+
+class Committer(threading.Thread):
+    """conn: the writer connection (owned by this thread from start()).
+    targets: names of the upstream targets (one outbox row each per record).
+    hall: config.Hall. send_ack(dev, ids): called after each commit.
+    on_queued(): called after a commit that queued outbox rows."""
+
+    def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0):
+        super().__init__(name="hcp-commit", daemon=True)
+        self.conn = conn
+        self.targets = list(targets)
+        self.hall = hall
+        self.send_ack = send_ack
+        self.on_queued = on_queued or (lambda: None)
+        self.linger_s = linger_s
+        self.q = queue.SimpleQueue()
+        self._halt = threading.Event()
+        self.alarm = None  # None, or {"since": ts, "error": text}
+        self.stats = {"batches": 0, "events": 0, "duplicates": 0, "records": 0, "acked": 0,
+                      "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0}
+        self._alarm_listeners = []
+
+    # --- producers ---------------------------------------------------------
+    def put_event(self, ev):
+        if self.q.qsize() >= MAX_QUEUE:
+            self.stats["dropped"] += 1
+            return False
+        self.q.put(ev)
+        return True
+
+    def call(self, fn):
+        """Run fn(conn) inside the next transaction (registry updates)."""
+        self.q.put(fn)
+
+    def on_alarm(self, fn):
+        """fn(alarm_or_None) on every alarm change."""
+        self._alarm_listeners.append(fn)
+
+    def stop(self, timeout=5.0):
+        self._halt.set()
+        self.q.put(None)
+        if self.is_alive():
+            self.join(timeout)
+
+    # --- the thread --------------------------------------------------------
+    def run(self):
+        while not self._halt.is_set():
+            try:
+                first = self.q.get(timeout=PROBE_EVERY_S if self.alarm else 0.5)
+            except queue.Empty:
+                if self.alarm:
+                    self._probe()
+                continue
+            if first is None:
+                break
+            batch = [first]
+            if self.linger_s:
+                time.sleep(self.linger_s)
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self.q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._halt.set()
+                    break
+                batch.append(item)
+            self._commit(batch)
+
+    def _set_alarm(self, err):
+        if self.alarm is None:
+            self.alarm = {"since": time.time(), "error": str(err)}
+            log.error("storage alarm: %s; not acknowledging events until writes work again", err)
+            for fn in self._alarm_listeners:
+                fn(self.alarm)
+        else:
+            self.alarm["error"] = str(err)
+
+    def _clear_alarm(self):
+        if self.alarm is not None:
+            log.warning("storage alarm cleared after %.1f s", time.time() - self.alarm["since"])
+            self.alarm = None
+            for fn in self._alarm_listeners:
+                fn(None)
+
+    def _probe(self):
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)",
+                              (repr(time.time()),))
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._rollback()
+            self._set_alarm(err)
+            return
+        self._clear_alarm()
+
+    def _rollback(self):
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _commit(self, batch):
+        conn = self.conn
+        acks = {}  # dev -> [(boot, seq)]
+        queued = 0
+        counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                if isinstance(item, Event):
+                    queued += self._event(conn, item, counts)
+                    acks.setdefault(item.dev, []).append((item.msg["boot"], item.msg["event_seq"]))
+                else:
+                    item(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            self._rollback()
+            self.stats["failed_batches"] += 1
+            self._set_alarm(err)
+            return
+        self._clear_alarm()
+        self.stats["batches"] += 1
+        for k, v in counts.items():
+            self.stats[k] += v
+        # Durable now: tell the devices.
+        for dev, ids in acks.items():
+            try:
+                self.send_ack(dev, ids)
+                self.stats["acked"] += len(ids)
+            except Exception:  # a dead port must not stop the commit thread
+                log.exception("sending ack to %s", dev.device_id)
+        if queued:
+            try:
+                self.on_queued()
+            except Exception:
+                log.exception("waking forwarders")
+
+    def _event(self, conn, item, counts):
+        m = item.msg
+        eid = records.event_id(m["device_id"], m["boot"], m["event_seq"])
+        binding = item.dev.binding or {}
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO events (event_id, device_id, boot, event_seq, kind, score, reasons,"
+            " invitation, device_time, uptime_ms, press_time, received_at, staff_id, window, time_source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (eid, m["device_id"], m["boot"], m["event_seq"], m["kind"], m["score"],
+             ",".join(m["reasons"]), m["invitation"], m["time"], m["uptime_ms"], item.press_time,
+             item.received_at, binding.get("staff_id", ""), binding.get("window", ""),
+             item.time_source))
+        if cur.rowcount == 0:
+            counts["duplicates"] += 1
+            item.dev.duplicates += 1
+            return 0
+        counts["events"] += 1
+        item.dev.events += 1
+        if m["kind"] == "uninvited":
+            counts["uninvited"] += 1
+            return 0  # audit only
+        row = conn.execute("SELECT device_id, staff_id, window, cases, event_id FROM invitations"
+                           " WHERE id = ?", (m["invitation"],)).fetchone()
+        if row is None or row[0] != m["device_id"]:
+            counts["orphans"] += 1
+            log.warning("event %s answers unknown invitation %r: stored, not forwarded",
+                        eid, m["invitation"])
+            return 0
+        if row[4] is not None:
+            counts["late"] += 1  # 一次一评: the first complete answer counted
+            log.warning("event %s: invitation %s already answered by %s", eid, m["invitation"], row[4])
+            return 0
+        state = "rated" if m["kind"] == "rating" else "unrated"
+        conn.execute("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
+                     (state, eid, item.received_at, m["invitation"]))
+        # The invitation's staff and window, as they were when it was opened.
+        conn.execute("UPDATE events SET staff_id = ?, window = ? WHERE event_id = ?",
+                     (row[1], row[2], eid))
+        ev = {"event_id": eid, "device_id": m["device_id"], "kind": m["kind"], "score": m["score"],
+              "reasons": ",".join(m["reasons"]), "press_time": item.press_time}
+        inv = {"cases": json.loads(row[3]), "staff_id": row[1], "window": row[2]}
+        built = records.build(ev, inv, self.hall)
+        counts["records"] += len(built)
+        rows = [(t, key, eid, m["device_id"], records.dumps(rec), item.received_at)
+                for key, rec in built for t in self.targets]
+        if rows:
+            return outbox.add(conn, rows)
+        return 0

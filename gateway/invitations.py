@@ -1,0 +1,148 @@
+"""Invitations (一次一评): the counter system asks for a rating of one case or a
+batch of cases at a window; the gateway records it and sends `invite` to the
+device bound to that window.
+
+The invitation row is committed BEFORE the frame goes out, so whatever the
+device answers (rating or unrated) finds its cases; the commit thread closes
+the invitation with the first event that answers it and builds one upstream
+record per case (gateway/records.py).
+
+States: open -> rated | unrated (by the device's event), cancelled (by the
+counter), refused (the device answered E_FULL), undelivered (no link).
+"""
+
+import itertools
+import json
+import logging
+import sqlite3
+import threading
+import time
+
+from gateway.errors import DeviceNotConnected, InvalidRequest, NotFound, StorageError
+
+log = logging.getLogger("hcp.gateway.invitations")
+
+CASE_FIELDS = ("projectNo", "serviceNumber", "taskCode")
+MAX_CASES = 64  # the invite frame carries every projectNo: keep it well under 2 KB
+
+
+def _text(v, name, required=False):
+    if v is None or v == "":
+        if required:
+            raise InvalidRequest("%s is required" % name)
+        return ""
+    if not isinstance(v, str) or len(v.encode()) > 255:
+        raise InvalidRequest("%s must be a string of at most 255 bytes" % name)
+    return v
+
+
+def check_cases(cases):
+    """Cases as the API takes them: strings (projectNo) or objects with
+    projectNo and optional serviceNumber, taskCode and other string fields."""
+    if not isinstance(cases, list) or not cases:
+        raise InvalidRequest("cases must be a non-empty list")
+    if len(cases) > MAX_CASES:
+        raise InvalidRequest("at most %d cases in one invitation" % MAX_CASES)
+    out = []
+    seen = set()
+    for i, c in enumerate(cases):
+        if isinstance(c, str):
+            c = {"projectNo": c}
+        if not isinstance(c, dict):
+            raise InvalidRequest("cases[%d] must be a projectNo or an object" % i)
+        case = {"projectNo": _text(c.get("projectNo"), "cases[%d].projectNo" % i, required=True)}
+        for k, v in c.items():
+            if k != "projectNo":
+                case[k] = _text(v, "cases[%d].%s" % (i, k))
+        if case["projectNo"] in seen:
+            raise InvalidRequest("cases[%d].projectNo %r appears twice" % (i, case["projectNo"]))
+        seen.add(case["projectNo"])
+        out.append(case)
+    return out
+
+
+class Invitations:
+    def __init__(self, conn, registry, router, cfg, session):
+        self.conn = conn  # the admin connection
+        self.lock = threading.Lock()
+        self.registry = registry
+        self.router = router
+        self.cfg = cfg
+        self.session = session
+        self._n = itertools.count(1)
+
+    def _write(self, sql, args):
+        with self.lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(sql, args)
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise StorageError("cannot record the invitation: %s" % err) from err
+
+    def open(self, window, cases, timeout_s=None):
+        window = _text(window, "window", required=True)
+        cases = check_cases(cases)
+        if timeout_s is None:
+            timeout_s = self.cfg.device.invite_timeout_s
+        if not isinstance(timeout_s, int) or isinstance(timeout_s, bool) or not 1 <= timeout_s <= 3600:
+            raise InvalidRequest("timeout_s must be an integer 1..3600")
+        dev = self.registry.by_window(window)
+        if dev is None:
+            raise NotFound("no device is bound to window %r" % window)
+        if not dev.online or dev.link is None:
+            raise DeviceNotConnected("device %s at window %s is not connected" % (dev.device_id, window))
+        inv_id = "INV-%d-%d" % (self.session, next(self._n))
+        now = time.time()
+        self._write("INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (inv_id, window, dev.device_id, dev.binding["staff_id"],
+                     json.dumps(cases, ensure_ascii=False), timeout_s, now))
+        try:
+            self.router.send_invite(dev, inv_id, [c["projectNo"] for c in cases], timeout_s)
+        except (OSError, DeviceNotConnected) as err:
+            self._write("UPDATE invitations SET state = 'undelivered', closed_at = ? WHERE id = ?",
+                        (time.time(), inv_id))
+            raise DeviceNotConnected("sending the invitation to %s failed: %s" % (dev.device_id, err)) from err
+        return self.get(inv_id)
+
+    def get(self, inv_id):
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT id, window, device_id, staff_id, cases, timeout_s, created_at, state,"
+                " event_id, closed_at FROM invitations WHERE id = ?", (inv_id,)).fetchone()
+        if row is None:
+            raise NotFound("no invitation %r" % inv_id)
+        keys = ("invitation", "window", "device_id", "staff_id", "cases", "timeout_s", "created_at",
+                "state", "event_id", "closed_at")
+        out = dict(zip(keys, row, strict=True))
+        out["cases"] = json.loads(out["cases"])
+        return out
+
+    def cancel(self, inv_id):
+        inv = self.get(inv_id)
+        if inv["state"] != "open":
+            raise InvalidRequest("invitation %s is %s, not open" % (inv_id, inv["state"]))
+        self._write("UPDATE invitations SET state = 'cancelled', closed_at = ? WHERE id = ? AND state = 'open'",
+                    (time.time(), inv_id))
+        dev = self.registry.get(inv["device_id"])
+        sent = False
+        if dev is not None:
+            try:
+                self.router.send_cancel(dev, inv_id)
+                sent = True
+            except (OSError, DeviceNotConnected) as err:
+                log.warning("cancel %s: %s", inv_id, err)
+        out = self.get(inv_id)
+        out["sent"] = sent
+        return out
+
+    def refused(self, inv_id, code, detail):
+        """The device refused the invite (error frame answering it)."""
+        try:
+            self._write("UPDATE invitations SET state = 'refused', closed_at = ? WHERE id = ? AND state = 'open'",
+                        (time.time(), inv_id))
+        except StorageError as err:
+            log.error("%s", err)

@@ -1,0 +1,235 @@
+"""Pairing and bindings: device <-> staff account <-> window (一码一账号).
+
+The database enforces one code, one account: `bindings` has one row per
+device and UNIQUE staff_id and window, written under `BEGIN IMMEDIATE`, so of
+two concurrent bindings of one account the second fails. A binding that
+would break it is refused (the refusal names the current binding) unless the
+technician asks to `replace`, which unbinds the others first. Every bind,
+unbind, replace and refusal is a row in `audit`.
+
+Pairing creates the device key (32 random bytes) and sends it with `bind`
+(docs/link.md "Pairing"): untagged to a device that holds no key, tagged with
+the key it holds otherwise. The previous key stays valid for frames from the
+device until it is seen using the new one.
+"""
+
+import base64
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+
+from gateway.errors import BindingError, DeviceNotConnected, InvalidRequest, NotFound, StorageError
+from protocol import hmac256
+from protocol.errors import ProtocolError
+from protocol.rules import check as check_rules
+
+log = logging.getLogger("hcp.gateway.pairing")
+
+MAX_SLOT = 16 + 32
+
+
+def _text(v, name, required=True):
+    if not isinstance(v, str) or (required and not v) or len(v.encode()) > 255:
+        raise InvalidRequest("%s must be a non-empty string of at most 255 bytes" % name)
+    return v
+
+
+def check_device_id(device_id):
+    try:
+        check_rules({"type": "x", "device_id": device_id if isinstance(device_id, str) else ""})
+    except ProtocolError as err:
+        raise InvalidRequest("device_id: %s" % err.detail) from err
+    return device_id
+
+
+def check_bitmap(b, name="bitmap"):
+    """{"slot", "width", "height", "data": base64 of MONO_HLSB rows} -> tuple."""
+    if not isinstance(b, dict):
+        raise InvalidRequest("%s must be an object" % name)
+    vals = []
+    for k, top in (("slot", MAX_SLOT), ("width", 4096), ("height", 4096)):
+        v = b.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or not (0 if k == "slot" else 1) <= v <= top:
+            raise InvalidRequest("%s.%s must be an integer 0..%d" % (name, k, top))
+        vals.append(v)
+    try:
+        data = base64.b64decode(b.get("data", ""), validate=True)
+    except (ValueError, TypeError) as err:
+        raise InvalidRequest("%s.data must be base64" % name) from err
+    slot, w, h = vals
+    need = (w + 7) // 8 * h
+    if len(data) != need:
+        raise InvalidRequest("%s.data: %dx%d MONO_HLSB needs %d bytes, got %d" % (name, w, h, need, len(data)))
+    if need > 0xFFFF:
+        raise InvalidRequest("%s is larger than 65535 bytes" % name)
+    return slot, w, h, data
+
+
+class Pairing:
+    def __init__(self, conn, registry, router):
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.registry = registry
+        self.router = router
+
+    def _audit(self, action, device_id="", staff_id="", window="", actor="", detail=""):
+        self.conn.execute("INSERT INTO audit (at, action, device_id, staff_id, window, actor, detail)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (time.time(), action, device_id, staff_id, window, actor, detail))
+
+    def _conflicts(self, device_id, staff_id, window):
+        rows = self.conn.execute(
+            "SELECT device_id, staff_id, window, staff_name, bound_at FROM bindings"
+            " WHERE device_id = ? OR staff_id = ? OR window = ?",
+            (device_id, staff_id, window)).fetchall()
+        return [dict(zip(("device_id", "staff_id", "window", "staff_name", "bound_at"), r, strict=True))
+                for r in rows]
+
+    def pair(self, device_id, staff_id, window, staff_name="", replace=False, device_reset=False,
+             actor="", bitmaps=()):
+        check_device_id(device_id)
+        _text(staff_id, "staff_id")
+        _text(window, "window")
+        _text(staff_name, "staff_name", required=False)
+        bms = [check_bitmap(b, "bitmaps[%d]" % i) for i, b in enumerate(bitmaps or [])]
+        key = secrets.token_bytes(32)
+        conn = self.conn
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                current = self._conflicts(device_id, staff_id, window)
+                if current and not replace:
+                    self._audit("refuse", device_id, staff_id, window, actor,
+                                "already bound: %s" % current)
+                    conn.execute("COMMIT")
+                    err = BindingError("refused: would break one code, one account; current: %s"
+                                       % ", ".join("%(device_id)s = %(staff_id)s @ %(window)s" % c
+                                                   for c in current))
+                    err.current = current
+                    raise err
+                for c in current:
+                    conn.execute("DELETE FROM bindings WHERE device_id = ?", (c["device_id"],))
+                    self._audit("unbind", c["device_id"], c["staff_id"], c["window"], actor,
+                                "replaced by %s = %s @ %s" % (device_id, staff_id, window))
+                conn.execute("INSERT OR IGNORE INTO devices (device_id) VALUES (?)", (device_id,))
+                row = conn.execute("SELECT key, prev_key, key_confirmed FROM devices WHERE device_id = ?",
+                                   (device_id,)).fetchone()
+                # The key the device holds now, to tag the bind with.
+                held = None if device_reset else (row[0] if row[2] else row[1])
+                conn.execute("UPDATE devices SET key = ?, prev_key = ?, key_confirmed = 0 WHERE device_id = ?",
+                             (key, held, device_id))
+                conn.execute("INSERT INTO bindings (device_id, staff_id, window, staff_name, bound_at)"
+                             " VALUES (?, ?, ?, ?, ?)", (device_id, staff_id, window, staff_name, time.time()))
+                for slot, w, h, data in bms:
+                    conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
+                                 " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
+                self._audit("replace" if current else "bind", device_id, staff_id, window, actor,
+                            "device_reset" if device_reset else "")
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as err:
+                conn.execute("ROLLBACK")
+                raise BindingError("refused by the database (one code, one account): %s" % err) from err
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError("cannot record the binding: %s" % err) from err
+        with self.router.lock:
+            for c in current:
+                other = self.registry.get(c["device_id"])
+                if other is not None:
+                    other.binding = None
+            dev = self.registry.get(device_id, create=True)
+            dev.prev_key = hmac256.Key(held) if held else None
+            dev.key = hmac256.Key(key)
+            dev.key_confirmed = False
+            dev.tx_key = dev.prev_key
+            dev.binding = {"staff_id": staff_id, "window": window, "staff_name": staff_name}
+        for c in current:
+            if c["device_id"] != device_id:
+                self._send_unbind(c["device_id"], c["staff_id"])
+        sent = False
+        if dev.online and dev.link is not None:
+            try:
+                self.router.send_bind(dev)
+                sent = True
+            except (OSError, DeviceNotConnected) as err:
+                log.warning("bind %s: %s (sent at its next hello)", device_id, err)
+        return {"device_id": device_id, "staff_id": staff_id, "window": window,
+                "staff_name": staff_name, "replaced": current, "sent": sent}
+
+    def _send_unbind(self, device_id, staff_id):
+        dev = self.registry.get(device_id)
+        if dev is None or not dev.online or dev.tx_key is None:
+            return False
+        try:
+            self.router.send(dev, {"type": "unbind", "staff_id": staff_id})
+            return True
+        except (OSError, DeviceNotConnected) as err:
+            log.warning("unbind %s: %s (sent at its next hello)", device_id, err)
+            return False
+
+    def unpair(self, device_id, actor=""):
+        check_device_id(device_id)
+        conn = self.conn
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                cur = self._conflicts(device_id, "\x00", "\x00")
+                if not cur:
+                    conn.execute("ROLLBACK")
+                    raise NotFound("device %s is not bound" % device_id)
+                conn.execute("DELETE FROM bindings WHERE device_id = ?", (device_id,))
+                self._audit("unbind", device_id, cur[0]["staff_id"], cur[0]["window"], actor, "")
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError("cannot record the unbinding: %s" % err) from err
+        dev = self.registry.get(device_id)
+        if dev is not None:
+            with self.router.lock:
+                dev.binding = None
+        sent = self._send_unbind(device_id, cur[0]["staff_id"])
+        return {"device_id": device_id, "unbound": cur[0], "sent": sent}
+
+    def bitmap(self, device_id, bitmap, store=True):
+        check_device_id(device_id)
+        slot, w, h, data = check_bitmap(bitmap)
+        dev = self.registry.get(device_id)
+        if dev is None:
+            raise NotFound("no device %s" % device_id)
+        if store:
+            with self.lock:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    self.conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
+                                      " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
+                    self.conn.execute("COMMIT")
+                except sqlite3.Error as err:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise StorageError("cannot store the bitmap: %s" % err) from err
+        try:
+            frames = self.router.send_bitmap(dev, slot, w, h, data)
+        except (OSError, DeviceNotConnected) as err:
+            if store:
+                return {"device_id": device_id, "slot": slot, "frames": 0, "sent": False,
+                        "stored": True, "note": str(err)}
+            raise DeviceNotConnected(str(err)) from err
+        return {"device_id": device_id, "slot": slot, "frames": frames, "sent": True, "stored": store}
+
+    def bindings(self):
+        with self.lock:
+            rows = self.conn.execute("SELECT device_id, staff_id, window, staff_name, bound_at FROM bindings"
+                                     " ORDER BY window").fetchall()
+        return [dict(zip(("device_id", "staff_id", "window", "staff_name", "bound_at"), r, strict=True))
+                for r in rows]
+
+    def audit(self, limit=100):
+        with self.lock:
+            rows = self.conn.execute("SELECT id, at, action, device_id, staff_id, window, actor, detail"
+                                     " FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [dict(zip(("id", "at", "action", "device_id", "staff_id", "window", "actor", "detail"), r,
+                         strict=True)) for r in rows]

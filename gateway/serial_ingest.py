@@ -1,0 +1,216 @@
+"""Serial ingest: every configured port, one reader thread, `selectors`.
+
+Ports come from `[serial] ports`: explicit paths and globs, re-globbed every
+`rescan_s` so a re-plugged or renamed port (a new /dev/ttyUSBn behind the same
+/dev/serial/by-id/... name) is found again. Ports are keyed by their real path,
+so two patterns naming one device open it once. A port that fails (unplugged,
+I/O error, EOF) is closed and re-opened with capped exponential back-off;
+the others carry on. Bytes that are not frames are counted per port
+(`protocol.reader.Reader` resyncs on the next 0x00), never fatal.
+
+The thread only reads and splits: checked frames go to the router, events
+to the commit thread's queue; ACKs are written by the commit thread under the
+port's write lock.
+"""
+
+import glob
+import logging
+import os
+import selectors
+import threading
+import time
+
+import serial
+
+from gateway.router import Link
+from protocol.reader import Reader
+
+log = logging.getLogger("hcp.gateway.serial")
+
+READ_CHUNK = 65536
+BACKOFF_START_S = 0.1
+STABLE_AFTER_S = 5.0  # a port open this long has its back-off reset
+
+
+def _is_glob(pattern):
+    return any(c in pattern for c in "*?[")
+
+
+class Port(Link):
+    def __init__(self, path, real, baudrate):
+        super().__init__()
+        self.path = path
+        self.real = real
+        self.name = "serial:" + path
+        self.baudrate = baudrate
+        self.ser = None
+        self.fd = None
+        self.reader = Reader()
+        self.wlock = threading.Lock()
+        self.failures = 0
+        self.next_try = 0.0
+        self.opened_at = None
+        self.opens = 0
+        self.write_errors = 0
+        self.last_error = ""
+
+    @property
+    def is_open(self):
+        return self.ser is not None
+
+    def open(self):
+        ser = serial.Serial(self.real, self.baudrate, timeout=0, write_timeout=1.0, exclusive=True)
+        with self.wlock:
+            self.ser = ser
+            self.fd = ser.fileno()
+        self.reader = Reader()
+        self.opened_at = time.monotonic()
+        self.opens += 1
+        # Close off any partial frame the device has from before (protocol/README.md §1).
+        self.send(b"\x00")
+
+    def close(self, why=""):
+        with self.wlock:
+            ser, self.ser, self.fd = self.ser, None, None
+        if ser is not None:
+            try:
+                ser.close()
+            except (OSError, serial.SerialException):
+                pass
+        if why:
+            self.last_error = why
+        dev = self.device
+        if dev is not None and dev.link is self:
+            dev.link = None
+
+    def send(self, data):
+        with self.wlock:
+            if self.ser is None:
+                raise OSError("port %s is closed" % self.path)
+            try:
+                self.ser.write(data)
+            except serial.SerialTimeoutException as err:
+                self.write_errors += 1
+                raise OSError("write to %s timed out" % self.path) from err
+            except serial.SerialException as err:
+                self.write_errors += 1
+                raise OSError("write to %s failed: %s" % (self.path, err)) from err
+
+    def status(self):
+        return {"path": self.path, "real": self.real, "open": self.is_open, "opens": self.opens,
+                "failures": self.failures, "last_error": self.last_error,
+                "bytes": self.reader.bytes, "errors": dict(self.reader.errors),
+                "write_errors": self.write_errors,
+                "device": self.device.device_id if self.device else ""}
+
+
+class SerialIngest(threading.Thread):
+    def __init__(self, cfg_serial, router):
+        super().__init__(name="hcp-serial", daemon=True)
+        self.cfg = cfg_serial
+        self.router = router
+        self.ports = {}  # real path -> Port
+        self._halt = threading.Event()
+        self._rd, self._wr = os.pipe()
+        os.set_blocking(self._rd, False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self._rd, selectors.EVENT_READ, None)
+        self._next_scan = 0.0
+
+    def stop(self, timeout=5.0):
+        self._halt.set()
+        try:
+            os.write(self._wr, b"x")
+        except OSError:
+            pass
+        if self.is_alive():
+            self.join(timeout)
+        for port in list(self.ports.values()):
+            port.close()
+        os.close(self._rd)
+        os.close(self._wr)
+
+    def status(self):
+        return [p.status() for p in sorted(self.ports.values(), key=lambda p: p.path)]
+
+    # --- the thread --------------------------------------------------------
+    def run(self):
+        while not self._halt.is_set():
+            now = time.monotonic()
+            if now >= self._next_scan:
+                self._scan()
+                self._next_scan = now + self.cfg.rescan_s
+            wait = self._next_scan - now
+            for port in list(self.ports.values()):
+                if not port.is_open:
+                    if now >= port.next_try:
+                        self._open(port, now)
+                    if not port.is_open:
+                        wait = min(wait, port.next_try - now)
+                elif port.failures and now - port.opened_at > STABLE_AFTER_S:
+                    port.failures = 0
+            for key, _ in self.sel.select(timeout=max(0.0, min(wait, 0.5))):
+                port = key.data
+                if port is None:
+                    try:
+                        os.read(self._rd, 4096)
+                    except OSError:
+                        pass
+                    continue
+                self._read(port)
+
+    def _scan(self):
+        seen = set()
+        for pattern in self.cfg.ports:
+            paths = sorted(glob.glob(pattern)) if _is_glob(pattern) else [pattern]
+            for path in paths:
+                real = os.path.realpath(path)
+                if real in seen:
+                    continue
+                seen.add(real)
+                if real not in self.ports:
+                    self.ports[real] = Port(path, real, self.cfg.baudrate)
+        # Ports that left the globs and are closed are forgotten.
+        for real, port in list(self.ports.items()):
+            if real not in seen and not port.is_open:
+                del self.ports[real]
+
+    def _open(self, port, now):
+        try:
+            port.open()
+        except (OSError, serial.SerialException, ValueError) as err:
+            port.close(str(err))
+            port.failures += 1
+            delay = min(self.cfg.reopen_max_s, BACKOFF_START_S * 2 ** min(port.failures - 1, 20))
+            port.next_try = now + delay
+            if port.failures == 1 or port.failures % 10 == 0:
+                log.warning("cannot open %s (%s); retrying in %.1f s", port.path, err, delay)
+            return
+        self.sel.register(port.fd, selectors.EVENT_READ, port)
+        log.info("opened %s", port.path)
+
+    def _fail(self, port, why):
+        try:
+            self.sel.unregister(port.fd)
+        except (KeyError, ValueError, OSError):
+            pass
+        port.close(why)
+        port.failures += 1
+        port.next_try = time.monotonic() + min(self.cfg.reopen_max_s,
+                                               BACKOFF_START_S * 2 ** min(port.failures - 1, 20))
+        log.warning("port %s closed: %s", port.path, why)
+
+    def _read(self, port):
+        try:
+            data = os.read(port.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as err:
+            self._fail(port, str(err))
+            return
+        if not data:
+            self._fail(port, "end of file")
+            return
+        packets = port.reader.packets(data)
+        if packets:
+            self.router.packets(port, packets, port.reader)

@@ -1,0 +1,183 @@
+"""The gateway service: the coordinator that owns every part's lifecycle.
+
+    Gateway(cfg).start()   open the database (migrate, next session), load
+                           the registry, start the commit thread, forwarders,
+                           serial and MQTT ingest, the health monitor, the API
+    .stop()                stop them in reverse order (ingest first, so
+                           nothing new arrives; then the commit thread drains
+                           its queue; forwarders last)
+    .run()                 start, wait for SIGTERM/SIGINT, stop
+
+Connections: the commit thread has the one hot writer; invitations, pairing
+and the health monitor have their own (each a few writes a minute, waiting
+on the busy timeout if the writer holds the lock); forwarders open theirs.
+"""
+
+import importlib
+import logging
+import signal
+import threading
+import time
+
+from gateway import db, outbox
+from gateway.api import Api
+from gateway.commit import Committer
+from gateway.health import Monitor
+from gateway.invitations import Invitations
+from gateway.pairing import Pairing
+from gateway.registry import Registry
+from gateway.router import Router
+from gateway.serial_ingest import SerialIngest
+
+log = logging.getLogger("hcp.gateway")
+
+
+class Gateway:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.started_at = None
+        self.session = None
+        self.registry = Registry()
+        self.forwarders = {}
+        self.serial = None
+        self.mqtt = None
+        self.api = None
+        self.monitor = None
+        self.committer = None
+        self._conns = []
+        self._stopped = threading.Event()
+
+    # --- lifecycle ---------------------------------------------------------
+    def _conn(self):
+        c = db.connect(self.cfg.db_path)
+        self._conns.append(c)
+        return c
+
+    def start(self):
+        cfg = self.cfg
+        writer = db.open_db(cfg.db_path)
+        self._conns.append(writer)
+        self.session = db.next_session(writer)
+        if cfg.max_size_mb:
+            page = writer.execute("PRAGMA page_size").fetchone()[0]
+            writer.execute("PRAGMA max_page_count = %d" % int(cfg.max_size_mb * 1024 * 1024 // page))
+        self.registry.load(writer)
+        self.started_at = time.time()
+        self.committer = Committer(writer, [u.name for u in cfg.upstreams], cfg.hall,
+                                   send_ack=lambda dev, ids: self.router.send_ack(dev, ids),
+                                   on_queued=self.wake_forwarders,
+                                   linger_s=cfg.commit_window_ms / 1000.0)
+        self.router = Router(self.registry, self.committer, cfg, self.session, read_conn=self._conn())
+        self.invitations = Invitations(self._conn(), self.registry, self.router, cfg, self.session)
+        self.router.on_invite_refused = self.invitations.refused
+        self.pairing = Pairing(self._conn(), self.registry, self.router)
+        self.committer.start()
+        for up in cfg.upstreams:
+            mod = importlib.import_module("gateway.forward_%s" % up.kind)
+            cls = getattr(mod, {"mqtt": "MqttForwarder", "http": "HttpForwarder"}[up.kind])
+            fw = cls(cfg.db_path, up.name, dict(up.settings))
+            fw.start()
+            self.forwarders[up.name] = fw
+        if not cfg.upstreams:
+            log.warning("no [[upstream]] configured: events are stored, no records are queued")
+        if cfg.mqtt is not None:
+            from gateway.mqtt_ingest import MqttIngest
+            self.mqtt = MqttIngest(cfg.mqtt, cfg.hall.id, self.router)
+            self.mqtt.start()
+        self.monitor = Monitor(self.registry, cfg,
+                               publish_device=self.mqtt.publish_device if self.mqtt else None,
+                               publish_gateway=self.mqtt.publish_gateway if self.mqtt else None,
+                               summary=self.summary)
+        self.router.listeners.append(self.monitor.device_changed)
+        self.committer.on_alarm(self._alarm_changed)
+        self.monitor.start()
+        self.serial = SerialIngest(cfg.serial, self.router)
+        self.serial.start()
+        self.api = Api(self, cfg.http_host, cfg.http_port, cfg.token)
+        self.api.start()
+        log.info("gateway %s started: session %d, API on %s:%d, %d serial pattern(s), %d upstream(s)",
+                 cfg.hall.id, self.session, cfg.http_host, self.api.port, len(cfg.serial.ports),
+                 len(cfg.upstreams))
+        return self
+
+    def stop(self):
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        for part in (self.api, self.serial, self.mqtt):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception:
+                    log.exception("stopping %s", type(part).__name__)
+        if self.monitor is not None:
+            self.monitor.stop()
+        if self.committer is not None:
+            self.committer.stop()
+        for name, fw in self.forwarders.items():
+            try:
+                fw.stop(timeout=5)
+            except Exception:
+                log.exception("stopping forwarder %s", name)
+        for c in self._conns:
+            try:
+                c.close()
+            except Exception:
+                pass
+        log.info("gateway stopped")
+
+    def run(self):
+        """Start, serve until SIGTERM/SIGINT, stop. Returns the exit code."""
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: done.set())
+        self.start()
+        try:
+            while not done.wait(1.0):
+                pass
+        finally:
+            self.stop()
+        return 0
+
+    # --- glue ----------------------------------------------------------------
+    def wake_forwarders(self):
+        for fw in self.forwarders.values():
+            fw.wake()
+
+    def _alarm_changed(self, alarm):
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish_gateway(self.summary())
+            except Exception:
+                log.exception("publishing alarm")
+
+    def summary(self):
+        """The small state published on MQTT."""
+        return {"hall": self.cfg.hall.id, "session": self.session, "alarm": self.committer.alarm,
+                "devices": len(self.registry.devices),
+                "online": sum(1 for d in self.registry.all() if d.online)}
+
+    def status(self):
+        fw = {}
+        for name, f in self.forwarders.items():
+            try:
+                fw[name] = f.status()
+            except Exception as err:
+                fw[name] = {"error": str(err)}
+        with self.invitations.lock:
+            ob = outbox.stats(self.invitations.conn)
+        return {
+            "hall": self.cfg.hall.id,
+            "session": self.session,
+            "started_at": self.started_at,
+            "alarm": self.committer.alarm,
+            "ingest": dict(self.committer.stats, queued=self.committer.q.qsize()),
+            "rejected": dict(self.registry.rejected),
+            "device_errors": dict(self.router.device_errors),
+            "devices": len(self.registry.devices),
+            "online": sum(1 for d in self.registry.all() if d.online),
+            "serial": self.serial.status() if self.serial else [],
+            "mqtt": self.mqtt.status() if self.mqtt else None,
+            "outbox": ob,
+            "forwarders": fw,
+        }

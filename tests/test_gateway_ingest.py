@@ -1,0 +1,254 @@
+"""The gateway in-process against fake devices on real ptys: pairing, the
+invitation → rating → ACK → records path, duplicates, uninvited presses,
+unrated sessions, time correction, security checks, and a full disk."""
+
+import base64
+import json
+import sqlite3
+import time
+
+import pytest
+from support.fakedev import FakeDevice, PtyTransport
+from support.gwharness import InProcess, wait_for, write_config
+from support.procs import free_port
+
+from protocol import hmac256
+
+
+def dead_http_upstream(name="prov"):
+    # A target nothing listens on: rows stay pending, which is what these tests read.
+    return {"name": name, "kind": "http", "url": "http://127.0.0.1:%d/records" % free_port(),
+            "backoff_min_s": 5.0, "backoff_max_s": 5.0}
+
+
+@pytest.fixture
+def hall(tmp_path):
+    byid = tmp_path / "by-id"
+    byid.mkdir()
+    conf = write_config(tmp_path, ports=[str(byid / "*")], upstreams=[dead_http_upstream()])
+    opened = []
+
+    def device(device_id, boot=3, **kw):
+        t = PtyTransport(str(byid), "usb-" + device_id)
+        dev = FakeDevice(device_id, t, boot=boot, **kw)
+        opened.append(t)
+        return dev
+
+    with InProcess(conf) as gw:
+        gw.device = device
+        gw.db = str(tmp_path / "gw.db")
+        yield gw
+    for t in opened:
+        t.close()
+
+
+def connect(dev, timeout=5.0):
+    """hello until the gateway answers (it may not have opened the port yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = len(dev.received)
+        dev.hello()
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            dev.poll(0.02)
+            if len(dev.received) > n and dev.config is not None:
+                return dev
+    raise AssertionError("gateway never answered %s" % dev.device_id)
+
+
+def pair(gw, dev, staff, window, **extra):
+    code, body = gw.api("POST", "/api/pair", dict({"device_id": dev.device_id, "staff_id": staff,
+                                                   "window": window}, **extra))
+    assert code == 201, body
+    dev.wait(lambda: dev.key is not None and dev.staff_id == staff)
+    dev.health()  # the first tagged frame confirms the key
+    wait_for(lambda: gw.gw.registry.get(dev.device_id).key_confirmed, what="key confirmed")
+    return body
+
+
+def invite(gw, dev, window, cases, **extra):
+    code, body = gw.api("POST", "/api/invitations", dict({"window": window, "cases": cases}, **extra))
+    assert code == 201, body
+    dev.wait(lambda: dev.invitation is not None and dev.invitation["invitation"] == body["invitation"])
+    return body
+
+
+def rows(db, sql, *args):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def records(db, target="prov"):
+    return [json.loads(r[0]) for r in rows(db, "SELECT record FROM outbox WHERE target = ? ORDER BY id", target)]
+
+
+def test_batch_rating_is_one_record_per_case_and_duplicates_are_absorbed(hall):
+    dev = connect(hall.device("EV-1"))
+    card = {"slot": 0, "width": 128, "height": 64, "data": base64.b64encode(bytes(range(256)) * 4).decode()}
+    pair(hall, dev, "S1024", "A05", staff_name="张三", bitmaps=[card])
+    dev.wait(lambda: bytes(dev.bitmaps.get(0, b"")) == bytes(range(256)) * 4)
+    inv = invite(hall, dev, "A05", [{"projectNo": "P-1", "serviceNumber": "SN-1", "taskCode": "T-1"},
+                                    {"projectNo": "P-2"}, "P-3"])
+    assert dev.invitation["cases"] == ["P-1", "P-2", "P-3"]
+    eid = dev.rate(2, ["R1", "R3"])
+    dev.wait(lambda: eid in dev.acked and not dev.journal)
+
+    recs = records(hall.db)
+    assert [r["projectNo"] for r in recs] == ["P-1", "P-2", "P-3"]
+    assert [r["idempotencyKey"] for r in recs] == ["EV-1:3:1/1", "EV-1:3:1/2", "EV-1:3:1/3"]
+    for r in recs:
+        assert r["satisfaction"] == 2 and r["evalDetail"] == "R1,R3" and r["rated"] is True
+        assert r["proManager"] == "S1024" and r["windowId"] == "A05" and r["deviceId"] == "EV-1"
+        assert r["areaCode"] == "330100" and r["deptCode"] == "D01" and r["pf"] == "5"
+        assert r["assessNumber"] == 1 and r["eventId"] == "EV-1:3:1"
+        assert time.strptime(r["assessTime"], "%Y-%m-%d %H:%M:%S")
+    assert recs[0]["serviceNumber"] == "SN-1" and recs[0]["taskCode"] == "T-1"
+    # Hall local time (UTC+8) of the press.
+    (press,), = rows(hall.db, "SELECT press_time FROM events")
+    assert abs(press - time.time()) < 5
+    assert recs[0]["assessTime"] == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(press + 8 * 3600))
+
+    # A retransmission (the ACK was lost): ACKed again, stored once.
+    ev = {"type": "event", "device_id": "EV-1", "boot": 3, "event_seq": 1, "kind": "rating", "score": 2,
+          "reasons": ["R1", "R3"], "invitation": inv["invitation"], "time": int(time.time()), "uptime_ms": 5}
+    n = dev.acked.count(eid)
+    dev.send(ev)
+    dev.wait(lambda: dev.acked.count(eid) == n + 1)
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == 1
+    assert len(records(hall.db)) == 3
+    code, got = hall.api("GET", "/api/invitations/" + inv["invitation"])
+    assert code == 200 and got["state"] == "rated" and got["event_id"] == "EV-1:3:1"
+
+
+def test_unrated_and_uninvited(hall):
+    dev = connect(hall.device("EV-2"))
+    pair(hall, dev, "S2", "A02")
+    eid = dev.press(5)  # nobody invited: audit only
+    dev.wait(lambda: eid in dev.acked)
+    invite(hall, dev, "A02", ["P-9"])
+    eid2 = dev.timeout()
+    dev.wait(lambda: eid2 in dev.acked)
+    kinds = rows(hall.db, "SELECT kind, score FROM events ORDER BY id")
+    assert kinds == [("uninvited", 5), ("unrated", 0)]
+    recs = records(hall.db)
+    assert len(recs) == 1
+    assert recs[0]["rated"] is False and "satisfaction" not in recs[0] and recs[0]["projectNo"] == "P-9"
+    assert recs[0]["evalDetail"] == ""
+
+
+def test_press_time_corrected_from_uptime_when_the_clock_was_never_set(hall):
+    dev = connect(hall.device("EV-3", clock=False))
+    pair(hall, dev, "S3", "A03")
+    invite(hall, dev, "A03", ["P-1"])
+    time.sleep(0.3)
+    before = time.time()
+    eid = dev.rate(4)
+    dev.wait(lambda: eid in dev.acked)
+    (press, src, dtime), = rows(hall.db, "SELECT press_time, time_source, device_time FROM events")
+    assert dtime == 0 and src == "uptime"
+    assert abs(press - before) < 0.2
+
+
+def test_forged_replayed_and_untagged_frames_are_rejected_and_counted(hall):
+    dev = connect(hall.device("EV-4"))
+    pair(hall, dev, "S4", "A04")
+    eid = dev.press(3)
+    dev.wait(lambda: eid in dev.acked)
+    stored = rows(hall.db, "SELECT count(*) FROM events")[0][0]
+    base = dict(hall.gw.registry.rejected)
+
+    def ev(seq):
+        return {"type": "event", "device_id": "EV-4", "boot": 3, "event_seq": seq, "kind": "uninvited",
+                "score": 1, "reasons": [], "invitation": "", "time": int(time.time()), "uptime_ms": 9}
+
+    dev.send(ev(100), key=hmac256.Key(b"\x01" * 32))  # forged: wrong key
+    dev.send(ev(101), key=None)  # untagged from a keyed device
+    wire = dev.send(ev(102))  # good...
+    dev.wait(lambda: (3, 102) in dev.acked)
+    dev.t.write(wire)  # ...and the same bytes played back
+    dev.send(ev(103), seq=1)  # an old seq with a good tag
+
+    def counted():
+        r = hall.gw.registry.rejected
+        return all(r.get(k, 0) - base.get(k, 0) >= n for k, n in
+                   (("badtag", 1), ("untagged", 1), ("replay", 2)))
+
+    wait_for(counted, what="rejections counted")
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == stored + 1
+    time.sleep(0.1)
+    dev.poll(0.05)
+    assert not {(3, 100), (3, 101), (3, 103)} & set(dev.acked)
+    code, st = hall.api("GET", "/api/status")
+    assert st["rejected"]["badtag"] >= 1 and st["rejected"]["replay"] >= 2
+    code, d = hall.api("GET", "/api/devices/EV-4")
+    assert d["rejected"]["badtag"] >= 1
+
+
+def test_unpaired_devices_only_get_to_pair(hall):
+    dev = connect(hall.device("EV-5"))
+    dev.health()
+    code, d = hall.api("GET", "/api/devices/EV-5")
+    assert code == 200 and d["paired"] is False
+    dev.event("uninvited", 5)
+    dev.event("rating", 5, (), "INV-X")
+    wait_for(lambda: hall.gw.registry.rejected.get("unpaired", 0) >= 2, what="unpaired rejected")
+    time.sleep(0.1)
+    dev.poll(0.05)
+    assert dev.acked == [] and rows(hall.db, "SELECT count(*) FROM events")[0][0] == 0
+    # An invitation for its window is impossible: nothing is bound there.
+    code, body = hall.api("POST", "/api/invitations", {"window": "A09", "cases": ["P"]})
+    assert code == 404
+    # Pairing works, and then its journal is accepted.
+    pair(hall, dev, "S5", "A09")
+    dev.resend()
+    dev.wait(lambda: not dev.journal)
+
+
+def test_interrupted_pairing_is_completed_at_the_next_hello(hall):
+    dev = hall.device("EV-6")
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-6", "staff_id": "S6", "window": "A06"})
+    assert code == 201 and body["sent"] is False  # never heard of: sent at its hello
+    connect(dev)
+    dev.wait(lambda: dev.key is not None and dev.staff_id == "S6")
+    dev.health()
+    wait_for(lambda: hall.gw.registry.get("EV-6").key_confirmed, what="key confirmed")
+    # Once the key is confirmed, an untagged hello claiming to be unpaired gets nothing.
+    n = len(dev.got("bind"))
+    key, dev.key = dev.key, None
+    dev.hello(paired=0)
+    wait_for(lambda: hall.gw.registry.rejected.get("untagged", 0) >= 1, what="untagged refused")
+    dev.key = key
+    time.sleep(0.1)
+    dev.poll(0.05)
+    assert len(dev.got("bind")) == n
+
+
+def test_a_full_disk_stops_acks_and_recovers(hall):
+    dev = connect(hall.device("EV-7"))
+    pair(hall, dev, "S7", "A07")
+    first = dev.press(1)
+    dev.wait(lambda: first in dev.acked)
+    pages = rows(hall.db, "PRAGMA page_count")[0][0]
+    hall.gw.committer.call(lambda conn: conn.execute("PRAGMA max_page_count = %d" % pages))
+    for _ in range(300):
+        dev.press(2)
+    wait_for(lambda: hall.gw.committer.alarm is not None, what="storage alarm")
+    code, st = hall.api("GET", "/api/status")
+    assert st["alarm"] and "full" in st["alarm"]["error"]
+    time.sleep(0.3)
+    dev.poll(0.05)
+    stored = {(b, s) for b, s in rows(hall.db, "SELECT boot, event_seq FROM events")}
+    assert set(dev.acked) <= stored  # nothing ACKed that is not durable
+    assert dev.journal  # the device keeps what was not ACKed
+    # Space returns: the next resend goes through and the alarm clears.
+    hall.gw.committer.call(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+    deadline = time.monotonic() + 10
+    while dev.journal and time.monotonic() < deadline:
+        dev.resend()
+        dev.poll(0.2)
+    assert not dev.journal
+    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == 301
