@@ -1,0 +1,86 @@
+"""pytest fixtures and helpers for in-process gateway tests: `hall` (the
+gateway with a glob over a by-id directory of ptys), connect/pair/invite a
+fake device, read the database."""
+
+import json
+import sqlite3
+import time
+
+import pytest
+from support.fakedev import FakeDevice, PtyTransport
+from support.gwharness import InProcess, wait_for, write_config
+from support.procs import free_port
+
+
+def dead_http_upstream(name="prov"):
+    # A target nothing listens on: rows stay pending, which is what these tests read.
+    return {"name": name, "kind": "http", "url": "http://127.0.0.1:%d/records" % free_port(),
+            "backoff_min_s": 5.0, "backoff_max_s": 5.0}
+
+
+@pytest.fixture
+def hall(tmp_path):
+    byid = tmp_path / "by-id"
+    byid.mkdir()
+    conf = write_config(tmp_path, ports=[str(byid / "*")], upstreams=[dead_http_upstream()])
+    opened = []
+
+    def device(device_id, boot=3, **kw):
+        t = PtyTransport(str(byid), "usb-" + device_id)
+        dev = FakeDevice(device_id, t, boot=boot, **kw)
+        opened.append(t)
+        return dev
+
+    with InProcess(conf) as gw:
+        gw.device = device
+        gw.db = str(tmp_path / "gw.db")
+        gw.byid = byid
+        gw.transports = opened
+        yield gw
+    for t in opened:
+        t.close()
+
+
+def connect(dev, timeout=5.0):
+    """hello until the gateway answers (it may not have opened the port yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = len(dev.received)
+        dev.hello()
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            dev.poll(0.02)
+            if len(dev.received) > n and dev.config is not None:
+                return dev
+    raise AssertionError("gateway never answered %s" % dev.device_id)
+
+
+def pair(gw, dev, staff, window, **extra):
+    code, body = gw.api("POST", "/api/pair", dict({"device_id": dev.device_id, "staff_id": staff,
+                                                   "window": window}, **extra))
+    assert code == 201, body
+    dev.wait(lambda: dev.key is not None and dev.staff_id == staff)
+    dev.health()  # the first tagged frame confirms the key
+    wait_for(lambda: gw.gw.registry.get(dev.device_id).key_confirmed, what="key confirmed")
+    return body
+
+
+def invite(gw, dev, window, cases, **extra):
+    code, body = gw.api("POST", "/api/invitations", dict({"window": window, "cases": cases}, **extra))
+    assert code == 201, body
+    dev.wait(lambda: dev.invitation is not None and dev.invitation["invitation"] == body["invitation"])
+    return body
+
+
+def rows(db, sql, *args):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def records(db, target="prov"):
+    return [json.loads(r[0]) for r in rows(db, "SELECT record FROM outbox WHERE target = ? ORDER BY id", target)]
+
+

@@ -1,0 +1,133 @@
+"""Pairing and bindings (一码一账号) enforced by the database and audited;
+the API's token; device listing."""
+
+import sqlite3
+import threading
+
+import pytest
+from support.gwfixtures import connect, hall, pair, rows  # noqa: F401 (fixture)
+from support.gwharness import wait_for
+
+from gateway import db
+
+
+def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(hall):
+    a = connect(hall.device("EV-A"))
+    b = connect(hall.device("EV-B"))
+    pair(hall, a, "S1", "W1")
+    old_key = a.key.raw
+    # The same staff account on another device: refused, the current binding shown.
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-B", "staff_id": "S1", "window": "W2"})
+    assert code == 409 and body["current"][0]["device_id"] == "EV-A" and "S1" in body["error"]
+    # The same window: refused too.
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-B", "staff_id": "S2", "window": "W1"})
+    assert code == 409
+    # Replace: A is unbound (told so, with a tagged unbind), B takes S1.
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-B", "staff_id": "S1", "window": "W2",
+                                                "replace": True, "actor": "tech-7"})
+    assert code == 201 and body["replaced"][0]["device_id"] == "EV-A"
+    a.wait(lambda: a.unbound == 1 and a.staff_id == "")
+    b.wait(lambda: b.key is not None and b.staff_id == "S1")
+    assert a.key.raw == old_key  # an unbind keeps the key (docs/link.md)
+    code, got = hall.api("GET", "/api/bindings")
+    assert [(x["device_id"], x["staff_id"], x["window"]) for x in got["bindings"]] == [("EV-B", "S1", "W2")]
+    code, audit = hall.api("GET", "/api/audit")
+    actions = [(x["action"], x["device_id"]) for x in reversed(audit["audit"])]
+    assert actions == [("bind", "EV-A"), ("refuse", "EV-B"), ("refuse", "EV-B"), ("unbind", "EV-A"),
+                       ("replace", "EV-B")]
+    assert audit["audit"][0]["actor"] == "tech-7"
+    # Unpair: audited, the device told.
+    code, body = hall.api("POST", "/api/unpair", {"device_id": "EV-B"})
+    assert code == 200
+    b.health()
+    b.wait(lambda: b.unbound == 1)
+    code, body = hall.api("POST", "/api/unpair", {"device_id": "EV-B"})
+    assert code == 404
+
+
+def test_re_pairing_sends_a_new_key_tagged_with_the_old_one(hall):
+    dev = connect(hall.device("EV-K"))
+    pair(hall, dev, "S1", "W1")
+    k1 = dev.key.raw
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-K", "staff_id": "S1", "window": "W1",
+                                                "replace": True})
+    assert code == 201
+    dev.wait(lambda: dev.key.raw != k1)  # the device accepted a bind it checked with k1
+    assert dev.refused == {}
+    dev.health()
+    wait_for(lambda: hall.gw.registry.get("EV-K").key_confirmed, what="new key confirmed")
+    eid = dev.press(3)
+    dev.wait(lambda: eid in dev.acked)
+
+
+def test_the_database_refuses_a_second_binding_even_concurrently(hall, tmp_path):
+    for i in range(8):
+        code, _ = hall.api("POST", "/api/pair", {"device_id": "EV-%d" % i, "staff_id": "S-%d" % i,
+                                                 "window": "W-%d" % i})
+        assert code == 201
+    results = []
+
+    def go(i):
+        results.append(hall.api("POST", "/api/pair", {"device_id": "EV-C%d" % i, "staff_id": "S-NEW",
+                                                      "window": "W-C%d" % i})[0])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [201] + [409] * 5
+    # Below the API: the schema itself refuses.
+    conn = db.connect(hall.db)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO bindings (device_id, staff_id, window, bound_at) VALUES ('EV-X', 'S-1', 'W-X', 0)")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO bindings (device_id, staff_id, window, bound_at) VALUES ('EV-Y', 'S-Y', 'W-1', 0)")
+    conn.close()
+
+
+def test_api_requires_the_token_and_checks_requests(hall):
+    for token in (None, "wrong-token-wrong-token"):
+        code, body = hall.api("GET", "/api/status", token=token)
+        assert code == 401
+        code, body = hall.api("POST", "/api/pair", {"device_id": "EV-1", "staff_id": "S", "window": "W"},
+                              token=token)
+        assert code == 401
+    assert rows(hall.db, "SELECT count(*) FROM bindings")[0][0] == 0
+    code, body = hall.api("POST", "/api/pair", {"device_id": "bad id!", "staff_id": "S", "window": "W"})
+    assert code == 400 and "device_id" in body["error"]
+    code, body = hall.api("POST", "/api/invitations", {"window": "W", "cases": []})
+    assert code == 400 and "cases" in body["error"]
+    code, body = hall.api("GET", "/api/nothing")
+    assert code == 404
+
+
+def test_device_list_detail_health_and_bitmaps(hall):
+    dev = connect(hall.device("EV-H"))
+    pair(hall, dev, "S1", "W1")
+    dev.health(stuck=0b00011)
+    wait_for(lambda: hall.gw.registry.get("EV-H").health.get("stuck") == 3, what="health")
+    code, d = hall.api("GET", "/api/devices/EV-H")
+    assert d["online"] and d["paired"] and d["staff_id"] == "S1" and d["window"] == "W1"
+    assert d["stuck_buttons"] == [5, 4] and d["fw"] == "fake-0.1" and d["journal_depth"] == 0
+    assert abs(d["clock_offset_s"]) < 5
+    code, lst = hall.api("GET", "/api/devices")
+    assert [x["device_id"] for x in lst["devices"]] == ["EV-H"]
+    import base64
+    img = bytes(range(256)) * 5  # 1280 bytes: three frames of 512
+    code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
+                          {"slot": 1, "width": 160, "height": 64, "data": base64.b64encode(img).decode()})
+    assert code == 200 and body["frames"] == 3
+    dev.wait(lambda: bytes(dev.bitmaps.get(1, b"")) == img)
+    code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
+                          {"slot": 1, "width": 160, "height": 64, "data": base64.b64encode(img[:9]).decode()})
+    assert code == 400 and "1280" in body["error"]
+    # Stored: a device that comes back with another staff id gets the card again.
+    n = len(dev.got("bitmap"))
+    dev.staff_id = "S-OTHER"
+    dev.hello()
+    dev.wait(lambda: dev.staff_id == "S1" and len(dev.got("bitmap")) > n)
+    # Heartbeats stop: offline after 3 missed (forced clock).
+    hall.gw.monitor.tick(now=hall.gw.registry.get("EV-H").last_seen + 91)
+    code, d = hall.api("GET", "/api/devices/EV-H")
+    assert d["online"] is False
