@@ -169,7 +169,7 @@ class Checker:
         if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
             self.err("backoff_max_s", "must be >= backoff_min_s")
         self.number("retention_days", 0, 36500)
-        self.number("purge_every_s", 1, 86400 * 30)
+        self.number("purge_every_s", 0.1, 86400 * 30)
         self.number("poll_s", 0.01, 60)
 
 
@@ -271,13 +271,21 @@ class ForwarderBase:
         return self._stopping.wait(seconds)
 
     def _main(self):
+        """Supervise the loop: a failure nobody planned for (the database
+        missing or locked at start, a bug) is logged, shown in status(), and
+        the loop starts again after a capped backoff - the thread never dies
+        silently."""
         self._set(running=True)
         try:
-            self.conn = db.connect(self.db_path)
-            self._run_loop()
-        except Exception as err:  # the thread must say why it died
-            log.exception("upstream %s: forwarder stopped by an error", self.name)
-            self._error("forwarder stopped: %s" % err)
+            while not self._stopping.is_set():
+                try:
+                    if self.conn is None:
+                        self.conn = db.connect(self.db_path)
+                    self._run_loop()
+                except Exception as err:  # noqa: BLE001 - see docstring
+                    log.exception("upstream %s: forwarder loop failed", self.name)
+                    self._error("forwarder loop failed: %s" % err)
+                    self._sleep(self.backoff.next())
         finally:
             try:
                 if self.conn is not None:

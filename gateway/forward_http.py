@@ -214,6 +214,10 @@ class HttpForwarder(ForwarderBase):
 
     # -- thread
     def _run_loop(self):
+        # (re)started: forget what was read, the database is the truth
+        self._queue.clear()
+        self._cursor = 0
+        self._more = True
         last_poll = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()

@@ -163,6 +163,8 @@ class MqttForwarder(ForwarderBase):
                 self.client = self._connect()
             except ForwardError as err:
                 self._error(str(err))
+                self.flush(force=True)
+                self.housekeeping()
                 self._sleep(self.backoff.next())
                 continue
             connected_at = time.monotonic()
@@ -180,6 +182,7 @@ class MqttForwarder(ForwarderBase):
                 break
             if time.monotonic() - connected_at > 10.0:
                 self.backoff.reset()
+            self.housekeeping()
             self._sleep(self.backoff.next())
 
     def _new_client(self):

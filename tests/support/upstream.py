@@ -2,11 +2,13 @@
 a Mosquitto that keeps sessions across a graceful restart, outbox rows, and a
 forwarder run in its own process (to kill -9 it)."""
 
+import getpass
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 
@@ -38,6 +40,9 @@ class PersistentMosquitto(BrokerProcess):
             f.write("persistence true\n")
             f.write("persistence_location %s/\n" % store)
             f.write("autosave_interval 3600\n")
+            # run as root, Mosquitto would drop to user "mosquitto", who may
+            # not write the test's directory: stay who we are
+            f.write("user %s\n" % getpass.getuser())
         return [mosquitto_path(), "-c", conf]
 
     def graceful_restart(self):
@@ -48,8 +53,9 @@ class PersistentMosquitto(BrokerProcess):
 class Receiver:
     """`python -m simulator.upstream http|mqtt ...` as a child process."""
 
-    def __init__(self, workdir, mode, port=None, topic=None, name="receiver"):
+    def __init__(self, workdir, mode, port=None, topic=None, name="receiver", args=()):
         self.mode = mode
+        self.args = list(args)
         self.db = os.path.join(str(workdir), "%s.db" % name)
         self.port = port if port is not None else free_port()
         self.topic = topic
@@ -65,6 +71,7 @@ class Receiver:
                 "--db", self.db]
         if self.mode == "mqtt":
             args += ["--topic", self.topic]
+        args += self.args
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=open(self.log, "ab"), text=True)
         deadline = time.monotonic() + timeout
@@ -177,3 +184,40 @@ def forwarder_process(kind, db_path, name, settings):
                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "started"
     return proc
+
+
+class Feeder(threading.Thread):
+    """Queues records in chunks over time, as a live gateway would, each
+    chunk one committed transaction; calls `wake` (if given) after each."""
+
+    def __init__(self, db_path, targets, records, chunk=50, every=0.01, wake=None):
+        super().__init__(daemon=True)
+        self.db_path, self.targets, self.records = db_path, targets, records
+        self.chunk, self.every, self.wake = chunk, every, wake
+        self.done = 0
+
+    def run(self):
+        for i in range(0, len(self.records), self.chunk):
+            queue(self.db_path, self.targets, self.records[i:i + self.chunk])
+            self.done = min(len(self.records), i + self.chunk)
+            if self.wake:
+                self.wake()
+            time.sleep(self.every)
+
+
+def seq_of(key):
+    """'EV-001:1:42/1' -> (1, 42)"""
+    event = key.split("/")[0]
+    _, boot, seq = event.split(":")
+    return int(boot), int(seq)
+
+
+def order_violations(arrivals):
+    """Devices whose records first arrived out of (boot, seq) order."""
+    seen, per_device = set(), {}
+    for _msg, key, _hk, device, _rec in arrivals:
+        if key in seen:
+            continue
+        seen.add(key)
+        per_device.setdefault(device, []).append(seq_of(key))
+    return {d: s for d, s in per_device.items() if s != sorted(s)}
