@@ -5,7 +5,8 @@ unrated sessions, time correction, security checks, and a full disk."""
 import base64
 import time
 
-from support.gwfixtures import connect, hall, invite, pair, records, rows  # noqa: F401 (fixture)
+from support.gwfixtures import connect, invite, pair, records, rows
+from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
 from protocol import hmac256

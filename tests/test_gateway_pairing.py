@@ -5,7 +5,8 @@ import sqlite3
 import threading
 
 import pytest
-from support.gwfixtures import connect, hall, pair, rows  # noqa: F401 (fixture)
+from support.gwfixtures import connect, pair, rows
+from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
 from gateway import db
