@@ -2,8 +2,9 @@
 
 Ports come from `[serial] ports`: explicit paths and globs, re-globbed every
 `rescan_s` so a re-plugged or renamed port (a new /dev/ttyUSBn behind the same
-/dev/serial/by-id/... name) is found again. Ports are keyed by their real path,
-so two patterns naming one device open it once. A port that fails (unplugged,
+/dev/serial/by-id/... name) is found again. Ports are keyed by the name that
+found them; a second name of a device already open (a by-id link and its
+/dev/ttyUSBn both matching) is skipped, so it is opened once. A port that fails (unplugged,
 I/O error, EOF) is closed and re-opened with capped exponential back-off;
 the others carry on. Bytes that are not frames are counted per port
 (`protocol.reader.Reader` resyncs on the next 0x00), never fatal.
@@ -59,6 +60,7 @@ class Port(Link):
         return self.ser is not None
 
     def open(self):
+        self.real = os.path.realpath(self.path)
         ser = serial.Serial(self.real, self.baudrate, timeout=0, write_timeout=1.0, exclusive=True)
         with self.wlock:
             self.ser = ser
@@ -109,7 +111,7 @@ class SerialIngest(threading.Thread):
         super().__init__(name="hcp-serial", daemon=True)
         self.cfg = cfg_serial
         self.router = router
-        self.ports = {}  # real path -> Port
+        self.ports = {}  # configured path (or glob match) -> Port
         self._halt = threading.Event()
         self._rd, self._wr = os.pipe()
         os.set_blocking(self._rd, False)
@@ -161,19 +163,24 @@ class SerialIngest(threading.Thread):
 
     def _scan(self):
         seen = set()
+        reals = {p.real for p in self.ports.values() if p.is_open}
         for pattern in self.cfg.ports:
             paths = sorted(glob.glob(pattern)) if _is_glob(pattern) else [pattern]
             for path in paths:
-                real = os.path.realpath(path)
-                if real in seen:
+                if path in seen:
                     continue
-                seen.add(real)
-                if real not in self.ports:
-                    self.ports[real] = Port(path, real, self.cfg.baudrate)
+                real = os.path.realpath(path)
+                port = self.ports.get(path)
+                if port is None:
+                    if real in reals:  # another name of a port already open
+                        continue
+                    port = self.ports[path] = Port(path, real, self.cfg.baudrate)
+                    reals.add(real)
+                seen.add(path)
         # Ports that left the globs and are closed are forgotten.
-        for real, port in list(self.ports.items()):
-            if real not in seen and not port.is_open:
-                del self.ports[real]
+        for path, port in list(self.ports.items()):
+            if path not in seen and not port.is_open:
+                del self.ports[path]
 
     def _open(self, port, now):
         try:
