@@ -100,6 +100,7 @@ class InProcess:
 
         self.cfg = config.load(str(conf_path))
         self.gw = Gateway(self.cfg)
+        self.db = self.cfg.db_path
 
     @property
     def port(self):
