@@ -68,29 +68,31 @@ class Backoff:
 
 
 class Rate:
-    """Rows per second over roughly the last `span` seconds."""
+    """Rows per second over roughly the last `span` seconds. add() is on the
+    per-message path: it samples the clock at most every 0.1 s."""
 
     def __init__(self, span=5.0):
         self.span = span
         self.marks = []  # (monotonic, cumulative count)
         self.total = 0
+        self.next_mark = 0.0
 
     def add(self, n, now=None):
-        now = time.monotonic() if now is None else now
         self.total += n
-        self.marks.append((now, self.total))
-        while len(self.marks) > 2 and now - self.marks[1][0] > self.span:
-            self.marks.pop(0)
+        now = time.monotonic() if now is None else now
+        if now >= self.next_mark:
+            self.next_mark = now + 0.1
+            self.marks.append((now, self.total))
+            while len(self.marks) > 2 and now - self.marks[1][0] > self.span:
+                self.marks.pop(0)
 
     def value(self, now=None):
         now = time.monotonic() if now is None else now
-        if not self.marks:
+        marks = list(self.marks)
+        if len(marks) < 2 or now - marks[-1][0] > self.span:
             return 0.0
-        t0, c0 = self.marks[0]
-        if now - self.marks[-1][0] > self.span:
-            return 0.0
-        dt = max(now - t0, 1e-3)
-        return (self.total - c0) / dt if len(self.marks) > 1 else 0.0
+        (t0, c0), (t1, c1) = marks[0], marks[-1]
+        return (c1 - c0) / max(t1 - t0, 1e-3)
 
 
 # ---------------------------------------------------------------- settings
@@ -256,8 +258,10 @@ class ForwarderBase:
             self._st.update(kw)
 
     def _count(self, key, n=1):
-        with self._lock:
-            self._st[key] += n
+        # only the forwarder's thread writes counters; an int store into an
+        # existing key is atomic under the GIL, and status() copies under
+        # the lock, so the per-message path takes no lock
+        self._st[key] += n
 
     def _error(self, message, count=True):
         with self._lock:
