@@ -7,6 +7,7 @@ import os
 import signal
 import time
 
+import pytest
 from support.upstream import (
     Feeder,
     PersistentMosquitto,
@@ -19,7 +20,7 @@ from support.upstream import (
 )
 
 from gateway import db, outbox
-from gateway.forward_mqtt import MqttForwarder
+from gateway.forward_mqtt import MqttForwarder, payload_records
 
 TOPIC = "hcp/records/#"
 
@@ -57,12 +58,13 @@ def test_happy_path_exactly_once_in_order(tmp_path, mosquitto):
     assert st["topic"] == "hcp/records/hcp-gw-test"
 
 
-def test_single_record_messages_with_batch_1(tmp_path, mosquitto):
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_single_record_messages_with_batch_1(tmp_path, mosquitto, protocol):
     rx = Receiver(tmp_path, "mqtt", port=mosquitto.port, topic=TOPIC).start()
     dbp = tmp_path / "hall.db"
     recs = make_records(3, 20)
     queue(dbp, ["province"], recs)
-    fw = MqttForwarder(dbp, "province", settings(mosquitto.port, batch=1)).start()
+    fw = MqttForwarder(dbp, "province", settings(mosquitto.port, batch=1, protocol=protocol)).start()
     try:
         s = rx.wait_unique(len(recs), 20)
     finally:
@@ -174,3 +176,47 @@ def test_retention_purges_old_delivered_rows_but_never_the_newest_id(tmp_path, m
         fw.stop()
     assert left == [(len(recs), outbox.DELIVERED)]
     assert new_id == len(recs) + 1
+
+
+def test_tls_and_password(tmp_path):
+    import ssl
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from support.upstream import SecureMosquitto
+
+    broker = SecureMosquitto(str(tmp_path), "gw1", "s3cret").start()
+    got = []
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="tls-sub")
+    sub.username_pw_set("gw1", "s3cret")
+    sub.tls_set(ca_certs=broker.ca, cert_reqs=ssl.CERT_REQUIRED)
+    sub.on_connect = lambda c, u, f, rc, p: c.subscribe("hcp/records/#", qos=1)
+    sub.on_message = lambda c, u, m: got.extend(payload_records(m.payload))
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    dbp = tmp_path / "hall.db"
+    recs = make_records(3, 20)
+    queue(dbp, ["province"], recs)
+    tls = {"tls": {"ca": broker.ca}, "username": "gw1"}
+    bad = MqttForwarder(dbp, "province", settings(broker.port, password="wrong", **tls)).start()
+    try:
+        st = wait_for(lambda: (lambda x: x if x["errors"] >= 2 else None)(bad.status()), 10)
+    finally:
+        bad.stop()
+    assert st and not st["connected"] and "refused" in st["last_error"]
+    assert outbox_states(dbp, "province")["delivered"] == 0
+    plain = MqttForwarder(dbp, "province", settings(broker.port, username="gw1", password="s3cret"))
+    plain.start()
+    try:
+        assert wait_for(lambda: plain.status()["errors"] >= 1, 10)  # no TLS: no session
+    finally:
+        plain.stop()
+    assert outbox_states(dbp, "province")["delivered"] == 0
+    fw = MqttForwarder(dbp, "province", settings(broker.port, password="s3cret", **tls)).start()
+    try:
+        assert wait_for(lambda: outbox_states(dbp, "province")["delivered"] == len(recs), 10)
+        assert wait_for(lambda: len({r["idempotencyKey"] for r in got}) == len(recs), 10)
+    finally:
+        fw.stop()
+        sub.loop_stop()
+        broker.stop()

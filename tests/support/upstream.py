@@ -221,3 +221,42 @@ def order_violations(arrivals):
         seen.add(key)
         per_device.setdefault(device, []).append(seq_of(key))
     return {d: s for d, s in per_device.items() if s != sorted(s)}
+
+
+class SecureMosquitto(BrokerProcess):
+    """Mosquitto with one TLS listener (a CA and server certificate made with
+    openssl for 127.0.0.1) and a password file: anonymous clients refused."""
+
+    def __init__(self, workdir, username, password, port=None):
+        super().__init__(workdir, port=port, kind="mosquitto")
+        self.username, self.password = username, password
+        self.ca = os.path.join(self.workdir, "ca.pem")
+
+    def _make_certs(self):
+        d = self.workdir
+        run = lambda *a: subprocess.run(a, cwd=d, check=True, capture_output=True, timeout=60)  # noqa: E731
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", "/CN=hcp test CA", "-keyout", "ca.key", "-out", "ca.pem")
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")
+        with open(os.path.join(d, "san.ext"), "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+        passwd = os.path.join(d, "passwd")
+        run("mosquitto_passwd", "-b", "-c", passwd, self.username, self.password)
+        return passwd
+
+    def _command(self):
+        passwd = self._make_certs() if not os.path.exists(os.path.join(self.workdir, "passwd")) \
+            else os.path.join(self.workdir, "passwd")
+        conf = os.path.join(self.workdir, "mosquitto-tls-%d.conf" % self.port)
+        with open(conf, "w") as f:
+            f.write("user %s\n" % getpass.getuser())
+            f.write("listener %d 127.0.0.1\n" % self.port)
+            f.write("cafile %s\ncertfile %s\nkeyfile %s\n" % (
+                self.ca, os.path.join(self.workdir, "server.pem"),
+                os.path.join(self.workdir, "server.key")))
+            f.write("allow_anonymous false\npassword_file %s\n" % passwd)
+            f.write("max_queued_messages 0\nmax_inflight_messages 0\npersistence false\n")
+        return [mosquitto_path(), "-c", conf]
