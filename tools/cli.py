@@ -7,6 +7,7 @@ import click
 
 # name -> (module, attribute, one-line help shown by `hcp --help`)
 COMMANDS = {
+    "bench": ("tools.bench_cli", "bench", "Benchmarks against the figures of DESIGN.md §5."),
     "proto": ("tools.proto_cli", "proto", "Encode, decode and show frames of the wire protocol."),
     "gateway": ("gateway.cli", "gateway", "Run the hall gateway; invitations, status and devices."),
     "report": ("tools.report_cli", "report", "Monthly statistics tables (评价数据统计表) from the gateway database."),
