@@ -26,7 +26,7 @@ import threading
 import time
 
 from gateway import db, outbox
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,16 @@ class Checker:
         self.number("retention_days", 0, 36500)
         self.number("purge_every_s", 0.1, 86400 * 30)
         self.number("poll_s", 0.01, 60)
+
+
+def check(validate, name, settings):
+    """Raise ConfigError if `validate` finds problems (the constructors call
+    this, so a forwarder never starts on settings the loader would refuse)."""
+    table = dict(settings or {})
+    table.setdefault("name", name)
+    errors = validate(table)
+    if errors:
+        raise ConfigError("; ".join(errors))
 
 
 def setting(settings, key, default):

@@ -36,7 +36,7 @@ Outcomes, per request:
                about the gateway's credentials, URL or rate, not the record:
                retried with backoff (Retry-After honoured up to the cap), and
                shown in status()["last_error"] for an admin
-  5xx, timeouts, refused or reset connections
+  5xx, 3xx (redirects are not followed), timeouts, refused or reset connections
                retried with capped backoff; the same rows are retried first,
                so FIFO (and per-device) order holds
 
@@ -60,6 +60,7 @@ from gateway.forward_common import (
     Checker,
     ForwarderBase,
     ForwardError,
+    check,
 )
 
 DEFAULTS = {
@@ -123,6 +124,7 @@ class HttpForwarder(ForwarderBase):
     kind = "http"
 
     def __init__(self, db_path, name, settings):
+        check(validate, name, settings)
         super().__init__(db_path, name, settings)
         s = {**DEFAULTS, **{k: v for k, v in self.settings.items() if v is not None}}
         self.s = s
@@ -204,7 +206,7 @@ class HttpForwarder(ForwarderBase):
         self._set(connected=True)
         if 200 <= status < 300:
             return status, text
-        if status in RETRY_4XX or status >= 500 or status < 200:
+        if not 400 <= status < 500 or status in RETRY_4XX:  # 1xx/3xx/5xx: not about the records
             try:
                 ra = float(retry_after) if retry_after else None
             except ValueError:

@@ -60,6 +60,7 @@ from gateway.forward_common import (
     Checker,
     ForwarderBase,
     ForwardError,
+    check,
 )
 
 DEFAULTS = {
@@ -132,6 +133,7 @@ class MqttForwarder(ForwarderBase):
     kind = "mqtt"
 
     def __init__(self, db_path, name, settings):
+        check(validate, name, settings)
         super().__init__(db_path, name, settings)
         s = {**DEFAULTS, **{k: v for k, v in self.settings.items() if v is not None}}
         self.s = s
@@ -290,7 +292,7 @@ class MqttForwarder(ForwarderBase):
     def _pump(self):
         """Publish while the window has room (also called from on_publish,
         i.e. on the network thread as soon as a PUBACK frees a slot)."""
-        if self.marks_blocked():
+        if self._link_error or self.marks_blocked():
             return
         q = self._queue
         while q and len(self._inflight) < self.window:

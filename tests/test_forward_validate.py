@@ -57,3 +57,17 @@ def test_http_settings():
         ["upstream.p.url: has a bad port"]
     assert forward_http.validate({"name": "p", "url": "http://h/", "tls": True}) == \
         ["upstream.p.tls: given for a URL that is not https://"]
+
+
+def test_constructors_refuse_bad_settings(tmp_path):
+    import pytest
+
+    from gateway.errors import ConfigError, GatewayError
+    from gateway.forward_http import HttpForwarder
+    from gateway.forward_mqtt import MqttForwarder
+
+    with pytest.raises(ConfigError, match=r"upstream\.prov\.port: must be an integer"):
+        MqttForwarder(tmp_path / "h.db", "prov", {"host": "h", "port": -1})
+    with pytest.raises(ConfigError, match=r"upstream\.prov\.url: required"):
+        HttpForwarder(tmp_path / "h.db", "prov", {})
+    assert issubclass(ConfigError, GatewayError)
