@@ -21,7 +21,7 @@ import time
 
 from gateway import db, outbox
 from gateway.api import Api
-from gateway.commit import Committer
+from gateway.commit import Checkpointer, Committer
 from gateway.health import Monitor
 from gateway.invitations import Invitations
 from gateway.pairing import Pairing
@@ -44,6 +44,7 @@ class Gateway:
         self.api = None
         self.monitor = None
         self.committer = None
+        self.checkpointer = None
         self._conns = []
         self._stopped = threading.Event()
 
@@ -62,6 +63,8 @@ class Gateway:
             page = writer.execute("PRAGMA page_size").fetchone()[0]
             writer.execute("PRAGMA max_page_count = %d" % int(cfg.max_size_mb * 1024 * 1024 // page))
         self.registry.load(writer)
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
+        self.checkpointer = Checkpointer(self._conn())
         self.started_at = time.time()
         self.committer = Committer(writer, [u.name for u in cfg.upstreams], cfg.hall,
                                    send_ack=lambda dev, ids: self.router.send_ack(dev, ids),
@@ -72,6 +75,7 @@ class Gateway:
         self.router.on_invite_refused = self.invitations.refused
         self.pairing = Pairing(self._conn(), self.registry, self.router)
         self.committer.start()
+        self.checkpointer.start()
         for up in cfg.upstreams:
             mod = importlib.import_module("gateway.forward_%s" % up.kind)
             cls = getattr(mod, {"mqtt": "MqttForwarder", "http": "HttpForwarder"}[up.kind])
@@ -114,6 +118,8 @@ class Gateway:
             self.monitor.stop()
         if self.committer is not None:
             self.committer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         for name, fw in self.forwarders.items():
             try:
                 fw.stop(timeout=5)
