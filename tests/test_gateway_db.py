@@ -59,3 +59,41 @@ def test_outbox_queues_each_record_once_per_target(tmp_path):
     assert s["pending"] == 1 and s["oldest_pending_age_s"] == 30.0
     assert outbox.purge_delivered(conn, older_than=300.0) == 1
     assert outbox.stats(conn)["delivered"] == 0
+
+
+def test_outbox_backlog_rejections_requeue_and_purge(tmp_path):
+    conn = db.open_db(tmp_path / "hall.db")
+    rows = [(t, "EV-1:1:%d/1" % i, "EV-1:1:%d" % i, "EV-1", "{}", 100.0 + i)
+            for i in range(1, 7) for t in ("a", "b")]
+    conn.execute("BEGIN IMMEDIATE")
+    assert outbox.add(conn, rows) == 12
+    ids = [r[0] for r in outbox.pending(conn, "a", 10)]
+    outbox.mark_delivered(conn, ids[:3], when=50.0)
+    outbox.mark_rejected(conn, ids[3], "HTTP 422: bad projectNo")
+    conn.execute("COMMIT")
+    assert outbox.backlog(conn, "a") == (2, 105.0)
+    assert outbox.stats(conn, "a", now=110.0) == {"pending": 2, "delivered": 3, "rejected": 1,
+                                                   "oldest_pending_age_s": 5.0}
+    assert outbox.stats(conn)["pending"] == 8
+    rej = outbox.rejected(conn, "a")
+    assert [(r[0], r[2], r[7]) for r in rej] == [(ids[3], "EV-1:1:4/1", "HTTP 422: bad projectNo")]
+    conn.execute("BEGIN IMMEDIATE")
+    assert outbox.requeue(conn, [ids[3], ids[0]]) == 1  # only rejected rows go back
+    assert outbox.purge_delivered(conn, older_than=60.0, target="b") == 0
+    assert outbox.purge_delivered(conn, older_than=60.0, target="a", limit=2) == 2
+    assert outbox.purge_delivered(conn, older_than=60.0) == 1
+    conn.execute("COMMIT")
+    assert outbox.backlog(conn, "a") == (3, 104.0)
+
+
+def test_purge_never_frees_the_largest_id(tmp_path):
+    """Forwarders read with a cursor (id > last seen): an id must never be
+    handed out twice, so the newest row survives any purge."""
+    conn = db.open_db(tmp_path / "hall.db")
+    conn.execute("BEGIN IMMEDIATE")
+    outbox.add(conn, [("a", "k%d" % i, "e%d" % i, "d", "{}", 1.0) for i in range(3)])
+    outbox.mark_delivered(conn, [1, 2, 3], when=1.0)
+    assert outbox.purge_delivered(conn, older_than=10.0) == 2
+    outbox.add(conn, [("a", "k9", "e9", "d", "{}", 2.0)])
+    conn.execute("COMMIT")
+    assert [r[0] for r in outbox.pending(conn, "a", 10)] == [4]
