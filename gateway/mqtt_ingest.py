@@ -65,6 +65,7 @@ class MqttIngest:
         self.client.will_set(self.topic("gateway/availability"), b"offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, 30)
         self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(10000)  # bounded: beyond it send() fails, counted by the caller
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message

@@ -29,6 +29,7 @@ from protocol.reader import Reader
 log = logging.getLogger("hcp.gateway.serial")
 
 READ_CHUNK = 65536
+MAX_OUT = 64 * 1024  # bytes waiting for a slow port; beyond it whole frames are dropped
 BACKOFF_START_S = 0.1
 STABLE_AFTER_S = 5.0  # a port open this long has its back-off reset
 
@@ -38,8 +39,11 @@ def _is_glob(pattern):
 
 
 class Port(Link):
-    def __init__(self, path, real, baudrate):
+    def __init__(self, path, real, baudrate, want_write=None):
         super().__init__()
+        self.want_write = want_write or (lambda port: None)
+        self.outbuf = bytearray()
+        self.dropped_out = 0
         self.path = path
         self.real = real
         self.name = "serial:" + path
@@ -61,10 +65,11 @@ class Port(Link):
 
     def open(self):
         self.real = os.path.realpath(self.path)
-        ser = serial.Serial(self.real, self.baudrate, timeout=0, write_timeout=1.0, exclusive=True)
+        ser = serial.Serial(self.real, self.baudrate, timeout=0, exclusive=True)
         with self.wlock:
             self.ser = ser
-            self.fd = ser.fileno()
+            self.fd = ser.fileno()  # O_NONBLOCK (pyserial opens it so)
+            self.outbuf.clear()
         self.reader = Reader()
         self.opened_at = time.monotonic()
         self.opens += 1
@@ -86,23 +91,55 @@ class Port(Link):
             dev.link = None
 
     def send(self, data):
+        """Write a frame without ever blocking the caller (the commit thread
+        sends every device's ACKs: one stalled port must not hold up the
+        others). What the port does not take now waits in `outbuf` and is
+        flushed by the reader loop when the port is writable; a port that
+        takes nothing for MAX_OUT bytes loses whole frames, counted (the
+        device resends, and the ACK comes again)."""
         with self.wlock:
-            if self.ser is None:
+            if self.fd is None:
                 raise OSError("port %s is closed" % self.path)
+            if self.outbuf:
+                if len(self.outbuf) + len(data) > MAX_OUT:
+                    self.dropped_out += 1
+                    raise OSError("port %s is not taking data (%d bytes waiting)"
+                                  % (self.path, len(self.outbuf)))
+                self.outbuf += data
+                return
             try:
-                self.ser.write(data)
-            except serial.SerialTimeoutException as err:
-                self.write_errors += 1
-                raise OSError("write to %s timed out" % self.path) from err
-            except serial.SerialException as err:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0
+            except OSError as err:
                 self.write_errors += 1
                 raise OSError("write to %s failed: %s" % (self.path, err)) from err
+            if n < len(data):
+                self.outbuf += memoryview(data)[n:]
+                self.want_write(self)
+
+    def flush(self):
+        """Write what waits in outbuf; True when it is empty."""
+        with self.wlock:
+            if self.fd is None:
+                return True
+            try:
+                n = os.write(self.fd, self.outbuf)
+            except BlockingIOError:
+                return False
+            except OSError:
+                self.write_errors += 1
+                self.outbuf.clear()
+                return True
+            del self.outbuf[:n]
+            return not self.outbuf
 
     def status(self):
         return {"path": self.path, "real": self.real, "open": self.is_open, "opens": self.opens,
                 "failures": self.failures, "last_error": self.last_error,
                 "bytes": self.reader.bytes, "errors": dict(self.reader.errors),
-                "write_errors": self.write_errors,
+                "write_errors": self.write_errors, "dropped_out": self.dropped_out,
+                "out_waiting": len(self.outbuf),
                 "device": self.device.device_id if self.device else ""}
 
 
@@ -118,6 +155,17 @@ class SerialIngest(threading.Thread):
         self.sel = selectors.DefaultSelector()
         self.sel.register(self._rd, selectors.EVENT_READ, None)
         self._next_scan = 0.0
+        self._want_write = set()
+        self._wlock = threading.Lock()
+
+    def _port_wants_write(self, port):
+        # Any thread; the selector is changed in the reader thread.
+        with self._wlock:
+            self._want_write.add(port)
+        try:
+            os.write(self._wr, b"w")
+        except OSError:
+            pass
 
     def stop(self, timeout=5.0):
         self._halt.set()
@@ -151,7 +199,12 @@ class SerialIngest(threading.Thread):
                         wait = min(wait, port.next_try - now)
                 elif port.failures and now - port.opened_at > STABLE_AFTER_S:
                     port.failures = 0
-            for key, _ in self.sel.select(timeout=max(0.0, min(wait, 0.5))):
+            with self._wlock:
+                wants, self._want_write = self._want_write, set()
+            for port in wants:
+                if port.is_open:
+                    self._watch(port, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            for key, mask in self.sel.select(timeout=max(0.0, min(wait, 0.5))):
                 port = key.data
                 if port is None:
                     try:
@@ -159,7 +212,16 @@ class SerialIngest(threading.Thread):
                     except OSError:
                         pass
                     continue
-                self._read(port)
+                if mask & selectors.EVENT_WRITE and port.flush():
+                    self._watch(port, selectors.EVENT_READ)
+                if mask & selectors.EVENT_READ:
+                    self._read(port)
+
+    def _watch(self, port, events):
+        try:
+            self.sel.modify(port.fd, events, port)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def _scan(self):
         seen = set()
@@ -174,7 +236,8 @@ class SerialIngest(threading.Thread):
                 if port is None:
                     if real in reals:  # another name of a port already open
                         continue
-                    port = self.ports[path] = Port(path, real, self.cfg.baudrate)
+                    port = self.ports[path] = Port(path, real, self.cfg.baudrate,
+                                                   self._port_wants_write)
                     reals.add(real)
                 seen.add(path)
         # Ports that left the globs and are closed are forgotten.

@@ -64,3 +64,40 @@ def test_ports_come_and_go_without_disturbing_the_others(tmp_path):
         assert str(byid / "usb-A") not in paths  # left the glob: forgotten
     for t in (tb, *spare):
         t.close()
+
+
+def test_a_port_that_takes_no_data_does_not_hold_up_the_others(tmp_path):
+    byid = tmp_path / "by-id"
+    byid.mkdir()
+    conf = write_config(tmp_path, ports=[str(byid / "*")], upstreams=[dead_http_upstream()])
+    ta = PtyTransport(str(byid), "usb-A")
+    tb = PtyTransport(str(byid), "usb-B")
+    with InProcess(conf) as gw:
+        a, b = connect(FakeDevice("EV-A", ta)), connect(FakeDevice("EV-B", tb))
+        pair(gw, a, "S1", "W1")
+        pair(gw, b, "S2", "W2")
+        # A stops reading; the gateway keeps sending it big images.
+        import base64
+        img = base64.b64encode(bytes(4096)).decode()  # 4096 x 8 pixels
+        t0 = time.monotonic()
+        codes = []
+        for _ in range(40):
+            code, body = gw.api("POST", "/api/devices/EV-A/bitmaps",
+                                {"slot": 1, "width": 4096, "height": 8, "data": img, "store": False})
+            codes.append(code)
+        assert set(codes) == {200, 409} and "not taking data" in body["error"]
+        assert time.monotonic() - t0 < 5
+        port_a = [p for p in gw.gw.serial.status() if p["path"].endswith("usb-A")][0]
+        assert port_a["out_waiting"] > 0 and port_a["dropped_out"] > 0
+        # B's events are ACKed promptly all the while.
+        for _ in range(20):
+            t = time.monotonic()
+            eid = b.press(3)
+            b.wait(lambda eid=eid: eid in b.acked)
+            assert time.monotonic() - t < 0.5
+        # A reads again: what was queued arrives, frames whole (its reader resyncs).
+        a.wait(lambda: a.got("bitmap"), timeout=5)
+        eid = a.press(4)
+        a.wait(lambda: eid in a.acked, timeout=5)
+    ta.close()
+    tb.close()
