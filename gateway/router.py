@@ -36,6 +36,7 @@ from protocol.errors import ProtocolError
 
 log = logging.getLogger("hcp.gateway.router")
 
+CLOCK_TOLERANCE_S = 2.0  # a device clock further off than this is set again
 ACK_IDS_PER_FRAME = 200  # 33 + 2 + 8 * 200 bytes: well under MAX_PAYLOAD
 BITMAP_CHUNK = 512  # bytes of image per bitmap frame
 
@@ -201,6 +202,11 @@ class Router:
         dev.clock_offset_s = (msg["time"] - now) if msg["time"] else None
         dev.uptime_ref = (dev.boot, msg["uptime_ms"], now) if dev.boot else dev.uptime_ref
         self._seen(dev, now)
+        if dev.clock_offset_s is None or abs(dev.clock_offset_s) > CLOCK_TOLERANCE_S:
+            try:  # never set, or drifted: the gateway sets the device clock
+                self.send_time(dev)
+            except (NotConnected, OSError) as err:
+                log.warning("setting the clock of %s: %s", dev.device_id, err)
         self._notify(dev, "health")
 
     def _error(self, dev, msg):

@@ -182,3 +182,16 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     assert not dev.journal
     wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
     assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
+
+
+def test_a_device_clock_that_drifted_is_set_again(hall):
+    dev = connect(hall.device("EV-8"))
+    pair(hall, dev, "S8", "A08")
+    n = len(dev.got("time"))
+    dev.health()  # clock right: nothing
+    dev.poll(0.2)
+    assert len(dev.got("time")) == n
+    dev.clock = False  # time = 0 in health: never set
+    dev.health()
+    dev.wait(lambda: len(dev.got("time")) == n + 1)
+    assert abs(dev.got("time")[-1]["time"] - time.time()) < 5 and dev.got("time")[-1]["tz_min"] == 480
