@@ -1,5 +1,6 @@
 """Backlog drain after an outage (DESIGN.md §5: 1,000,000 buffered events
-delivered in <= 60 s), to Mosquitto, QoS 1, until PUBACK and marked.
+delivered in <= 60 s), to Mosquitto, QoS 1, until PUBACK and marked (or,
+with --kind http, to the upstream receiver process, until 2xx and marked).
 
 The outbox holds `rows` records queued an hour ago (the outage); the MQTT
 forwarder starts with its default settings and the clock runs until every
@@ -14,12 +15,14 @@ Value: seconds to drain `rows`. Reference: the target prorated to `rows`
 rows = 1,000,000 (drain rate is flat in backlog size: reads use the partial
 index on pending rows, marks are batched).
 
-    python -m bench.drain [--rows N] [--live-rate R] [--seconds S]
+    python -m bench.drain [--rows N] [--live-rate R] [--seconds S] [--kind mqtt|http]
 """
 
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,20 +31,42 @@ from bench.common import Deadline, percentile, result
 from bench.forward import fill_outbox, records
 
 
-def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100):
+class _HttpUpstream:
+    """The upstream receiver (simulator/upstream.py) as its own process."""
+
+    def __init__(self, work):
+        from simulator.broker import free_port, wait_port
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "simulator.upstream", "http", "--port", str(self.port),
+             "--db", os.path.join(work, "upstream.db")], stdout=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100, kind="mqtt"):
     from gateway import db, outbox
+    from gateway.forward_http import HttpForwarder
     from gateway.forward_mqtt import MqttForwarder
     from simulator.broker import BrokerProcess
 
     deadline = Deadline(seconds)
     work = tempfile.mkdtemp(prefix="hcp-bench-drain-")
     path = os.path.join(work, "hall.db")
-    broker = BrokerProcess(work, kind="mosquitto").start()
+    if kind == "mqtt":
+        broker = BrokerProcess(work, kind="mosquitto").start()
+        fw = MqttForwarder(path, "province", {"host": "127.0.0.1", "port": broker.port,
+                                              "window": window, "batch": batch})
+    else:
+        broker = _HttpUpstream(work)
+        fw = HttpForwarder(path, "province", {"url": "http://127.0.0.1:%d/records" % broker.port,
+                                              "batch": batch})
     t_fill = time.perf_counter()
     fill_outbox(path, records(rows), "province", created_at=time.time() - 3600).close()
     fill_s = time.perf_counter() - t_fill
-    fw = MqttForwarder(path, "province", {"host": "127.0.0.1", "port": broker.port,
-                                          "window": window, "batch": batch})
     stop = threading.Event()
     live_keys = []
 
@@ -87,9 +112,9 @@ def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100):
         "SELECT delivered_at - created_at FROM outbox WHERE key LIKE 'LIVE-%' AND state = 1")]
     watch.close()
     rate = rows / drain_s
-    return result("drain_backlog_mqtt", drain_s, "s", 60.0 * rows / 1e6,
+    return result("drain_backlog_" + kind, drain_s, "s", 60.0 * rows / 1e6,
                   {"rows": rows, "window": window, "batch": batch, "live_rate": live_rate,
-                   "broker": "mosquitto", "payload_bytes": len(json.dumps(records(1)[0]))},
+                   "upstream": "mosquitto" if kind == "mqtt" else "simulator.upstream http", "payload_bytes": len(json.dumps(records(1)[0]))},
                   target="1,000,000 rows in <= 60 s", higher_is_better=False,
                   rows_per_s=rate, extrapolated_1m_s=1e6 / rate,
                   extrapolated=(rows != 1000000), fill_s=fill_s,
@@ -105,9 +130,10 @@ def main():
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--seconds", type=float, default=300)
+    p.add_argument("--kind", choices=["mqtt", "http"], default="mqtt")
     a = p.parse_args()
     print(json.dumps(run(rows=a.rows, live_rate=a.live_rate, seconds=a.seconds,
-                         window=a.window, batch=a.batch)))
+                         window=a.window, batch=a.batch, kind=a.kind)))
 
 
 if __name__ == "__main__":
