@@ -1,6 +1,7 @@
 """The gateway as a real process (`hcp gateway run`) with fake devices on
 ptys, a real Mosquitto and a real HTTP upstream receiver process: kill -9 at
-random moments, an upstream outage; every rating the devices were told was
+random moments, an upstream HTTP outage, a restart of the upstream broker
+and of the hall's own MQTT ingest broker; every rating the devices were told was
 ACKed is stored, every record reaches both upstreams exactly once in effect."""
 
 import random
@@ -10,7 +11,7 @@ import time
 
 from support.fakedev import FakeDevice, PtyTransport
 from support.gwharness import GatewayProcess, api, wait_for, write_config
-from support.upstream import Receiver
+from support.upstream import PersistentMosquitto, Receiver
 
 DEVICES = 4
 ROUNDS = 8  # invitations per device
@@ -28,12 +29,15 @@ def _events(db):
 def test_kill9_and_upstream_outage_lose_nothing_and_double_nothing(tmp_path, mosquitto):
     byid = tmp_path / "by-id"
     byid.mkdir()
+    # The upstream broker keeps the receiver's session across a graceful
+    # restart (a kill -9 of a broker loses what it held: its contract, not ours).
+    upstream = PersistentMosquitto(str(tmp_path)).start()
     http_rx = Receiver(tmp_path, "http", name="http-rx").start()
-    mqtt_rx = Receiver(tmp_path, "mqtt", port=mosquitto.port, topic="hcp/records/#", name="mqtt-rx").start()
-    conf = write_config(tmp_path, ports=[str(byid / "*")], upstreams=[
+    mqtt_rx = Receiver(tmp_path, "mqtt", port=upstream.port, topic="hcp/records/#", name="mqtt-rx").start()
+    conf = write_config(tmp_path, ports=[str(byid / "*")], mqtt_port=mosquitto.port, upstreams=[
         {"name": "prov", "kind": "http", "url": http_rx.url + "/records", "batch": 50,
          "backoff_min_s": 0.05, "backoff_max_s": 0.5},
-        {"name": "bus", "kind": "mqtt", "host": "127.0.0.1", "port": mosquitto.port,
+        {"name": "bus", "kind": "mqtt", "host": "127.0.0.1", "port": upstream.port,
          "topic": "hcp/records/hall-1", "backoff_min_s": 0.05, "backoff_max_s": 0.5},
     ])
     ts = [PtyTransport(str(byid), "usb-EV-%d" % i) for i in range(DEVICES)]
@@ -55,12 +59,16 @@ def test_kill9_and_upstream_outage_lose_nothing_and_double_nothing(tmp_path, mos
         kills = []
 
         def killer():
-            for _ in range(KILLS):
+            for n in range(KILLS):
                 time.sleep(rng.uniform(0.4, 1.5))
                 gw.kill9()
                 kills.append(time.monotonic())
                 time.sleep(rng.uniform(0.0, 0.3))
                 gw.start()
+                if n == 0:
+                    upstream.graceful_restart()
+                elif n == 1:
+                    mosquitto.restart()  # the ingest broker: the gateway reconnects
 
         k = threading.Thread(target=killer)
         k.start()
@@ -130,5 +138,6 @@ def test_kill9_and_upstream_outage_lose_nothing_and_double_nothing(tmp_path, mos
         gw.stop()
         http_rx.stop()
         mqtt_rx.stop()
+        upstream.stop()
         for t in ts:
             t.close()
