@@ -9,7 +9,9 @@ import click
 COMMANDS = {
     "bench": ("tools.bench_cli", "bench", "Benchmarks against the figures of DESIGN.md §5."),
     "proto": ("tools.proto_cli", "proto", "Encode, decode and show frames of the wire protocol."),
+    "demo": ("simulator.cli", "demo", "The whole system out of the box: gateway, broker, simulated evaluators."),
     "gateway": ("gateway.cli", "gateway", "Run the hall gateway; invitations, status and devices."),
+    "sim": ("simulator.cli", "sim", "Simulated halls of real-firmware evaluators, with faults and invariants."),
     "report": ("tools.report_cli", "report", "Monthly statistics tables (评价数据统计表) from the gateway database."),
 }
 

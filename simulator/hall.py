@@ -1,0 +1,249 @@
+"""A simulated hall: N evaluators running the real firmware, each on its own
+serial cable, a real gateway process, a broker, and two upstream receivers —
+everything a fault can hit.
+
+    hall = SimHall(workdir, devices=20, seed=1).start(progress=print)
+    hall.invite(i, ["P-1"])            # the clerk at window i
+    hall.devices[i].press(5)           # the citizen
+    hall.power_cut(i); hall.kill_gateway(); hall.restart_broker()
+    hall.upstream_outage(5)
+    hall.stop()
+
+The gateway forwards every record to two upstream targets: an HTTP endpoint
+(the provincial platform; `upstream-outage` makes it refuse) and the MQTT
+broker (`broker-restart` kills it), with a receiver on each that stores what
+really arrived.
+"""
+
+import os
+import pathlib
+import secrets
+import threading
+import time
+import tomllib
+
+from simulator import procs, tomlw
+from simulator.broker import BrokerProcess, free_port
+from simulator.device import SimDevice
+from simulator.wire import Line, Relay
+from tools import pair as pairing
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
+
+
+class HallError(RuntimeError):
+    pass
+
+
+class Window:
+    """A service window: its device, the staff member bound to it."""
+
+    def __init__(self, index, device, window, staff_id, staff_name):
+        self.index = index
+        self.device = device
+        self.window = window
+        self.staff_id = staff_id
+        self.staff_name = staff_name
+        self.device_id = ""
+        self.lock = threading.Lock()  # one actor at a time at this window
+
+
+class SimHall:
+    def __init__(self, workdir, devices=5, seed=0, noise=0.0, broker="auto", heap="64K",
+                 invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall"):
+        self.workdir = pathlib.Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.n = devices
+        self.seed = seed
+        self.noise = noise
+        self.broker_kind = broker
+        self.heap = heap
+        self.invite_timeout_s = invite_timeout_s
+        self.heartbeat_s = heartbeat_s
+        self.stuck_ms = stuck_ms
+        self.hall_id = hall_id
+        self.token = secrets.token_urlsafe(16)
+        self.http_port = free_port()
+        self.relay = None
+        self.broker = None
+        self.gateway = None
+        self.receivers = {}
+        self.windows = []
+        self.api = procs.Api(self.http_port, self.token)
+        self.display = tomllib.loads((ROOT / "boards.toml").read_text())["sim"]["display"]
+        self.faults = {}
+        self.url_template = "HTTPS://HALL.EXAMPLE/E/{staff_id}"
+
+    @property
+    def devices(self):
+        return [w.device for w in self.windows]
+
+    # -- bring-up -------------------------------------------------------
+    def start(self, progress=None):
+        say = progress or (lambda msg: None)
+        self.relay = Relay().start()
+        for i in range(self.n):
+            line = self.relay.add(Line("dev%03d" % i, rate=0.0, seed=self.seed * 1000 + i))
+            dev = SimDevice("dev%03d" % i, self.workdir / "devices" / ("dev%03d" % i), line, heap=self.heap)
+            name = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
+            self.windows.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), name))
+        say("broker: starting (%s)" % self.broker_kind)
+        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind).start()
+        say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
+        self.receivers["http"] = procs.http_receiver(self.workdir).start()
+        self.receivers["mqtt"] = procs.mqtt_receiver(self.workdir, self.broker.port, "hcp/records/#").start()
+        self._write_config()
+        self.gateway = procs.gateway(self.workdir, self.config_path, self.http_port).start()
+        if not self.api.wait_up():
+            raise HallError("the gateway API did not come up:\n" + self.gateway.tail())
+        say("gateway: up, API on 127.0.0.1:%d" % self.http_port)
+        for w in self.windows:
+            w.device.start()
+        self._discover(say)
+        self._pair_all(say)
+        for w in self.windows:
+            w.device.line.rate = self.noise
+        return self
+
+    def _write_config(self):
+        doc = {
+            "hall": {"id": self.hall_id, "areaCode": "330100", "deptCode": "D01"},
+            "database": {"path": str(self.workdir / "gateway.db")},
+            "http": {"listen": "127.0.0.1:%d" % self.http_port, "token": self.token},
+            "serial": {"ports": [w.device.line.gateway_path for w in self.windows], "rescan_s": 0.5,
+                       "reopen_max_s": 1.0},
+            "device": {"invite_timeout_s": self.invite_timeout_s, "heartbeat_s": self.heartbeat_s,
+                       "stuck_ms": self.stuck_ms},
+            "upstream": [
+                {"name": "province", "kind": "http",
+                 "url": "http://127.0.0.1:%d/records" % self.receivers["http"].port, "timeout_s": 2},
+                {"name": "hall-broker", "kind": "mqtt", "host": "127.0.0.1", "port": self.broker.port,
+                 "topic": "hcp/records/%s" % self.hall_id},
+            ],
+        }
+        self.config_path = self.workdir / "hall.toml"
+        self.config_path.write_text(tomlw.dumps(doc), encoding="utf-8")
+
+    def _discover(self, say, timeout=30.0):
+        """Learn each device's id from the port the gateway heard its hello on."""
+        by_port = {w.device.line.gateway_path: w for w in self.windows}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.api.call("GET", "/api/devices")
+            if status == 200:
+                for d in body["devices"]:
+                    w = by_port.get(d.get("link"))
+                    if w is not None and not w.device_id:
+                        w.device_id = d["device_id"]
+                missing = [w for w in self.windows if not w.device_id]
+                if not missing:
+                    say("devices: all %d said hello" % len(self.windows))
+                    return
+            time.sleep(0.1)
+        raise HallError("devices never said hello: %s" % ", ".join(w.device.name for w in missing))
+
+    def reasons(self):
+        cfg = tomllib.loads(self.config_path.read_text())
+        from gateway.config import FALLBACK_REASONS
+
+        items = cfg.get("device", {}).get("reasons")
+        if not items:
+            return list(FALLBACK_REASONS)
+        return [(r["code"], r["label"]) for r in items]
+
+    def _pair_all(self, say, timeout=30.0):
+        reasons = self.reasons()
+        for w in self.windows:
+            pairing.pair(self.api, w.device_id, w.staff_id, w.staff_name, w.window, self.display,
+                         url_template=self.url_template, reasons=reasons)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(w.device.state() == "idle" for w in self.windows):
+                say("pairing: %d devices show their staff card" % len(self.windows))
+                return
+            time.sleep(0.1)
+        bad = [w.device.name + "=" + (w.device.state() or "?") for w in self.windows if w.device.state() != "idle"]
+        raise HallError("devices not idle after pairing: %s" % ", ".join(bad))
+
+    # -- the clerk --------------------------------------------------------
+    def invite(self, w, cases, timeout_s=None):
+        """Open an invitation at window w; (status, invitation id or error)."""
+        body = {"window": w.window, "cases": [{"projectNo": c, "serviceNumber": c, "taskCode": "T1"} for c in cases]}
+        if timeout_s:
+            body["timeout_s"] = timeout_s
+        status, res = self.api.call("POST", "/api/invitations", body)
+        if status in (200, 201):
+            return 200, res.get("id") or res.get("invitation")
+        return status, (res or {}).get("error")
+
+    def cancel(self, invitation):
+        return self.api.call("POST", "/api/invitations/%s/cancel" % invitation)[0]
+
+    # -- faults -----------------------------------------------------------
+    def _count(self, kind):
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    def power_cut(self, w, off_s=0.3):
+        w.device.power_cut()
+        self._count("power-cut")
+        time.sleep(off_s)
+        w.device.start()
+
+    def kill_gateway(self, off_s=0.5):
+        self.gateway.kill9()
+        self._count("gateway-kill")
+        time.sleep(off_s)
+        self.gateway.start()
+
+    def restart_broker(self, off_s=0.5):
+        self.broker.kill()
+        self._count("broker-restart")
+        time.sleep(off_s)
+        self.broker.start()
+
+    def upstream_outage(self, seconds):
+        procs.control_http_receiver(self.receivers["http"].port, refuse_for_s=seconds)
+        self._count("upstream-outage")
+
+    def set_noise(self, rate):
+        for w in self.windows:
+            w.device.line.rate = rate
+
+    # -- the end --------------------------------------------------------------
+    def status(self):
+        return self.api.call("GET", "/api/status")[1] or {}
+
+    def device_summaries(self):
+        status, body = self.api.call("GET", "/api/devices")
+        return {d["device_id"]: d for d in body["devices"]} if status == 200 else {}
+
+    def stop(self):
+        for w in self.windows:
+            w.device.stop()
+        if self.gateway:
+            self.gateway.stop()
+        for r in self.receivers.values():
+            r.stop()
+        if self.broker:
+            self.broker.stop()
+        if self.relay:
+            self.relay.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def noise_counts(hall):
+    lines = [w.device.line for w in hall.windows]
+    return {"flipped": sum(x.flipped for x in lines), "dropped": sum(x.dropped for x in lines),
+            "duplicated": sum(x.duplicated for x in lines)}
+
+
+def ensure_dir(path):
+    os.makedirs(path, exist_ok=True)
+    return path
