@@ -77,6 +77,19 @@ class Device:
 
 
 @dataclasses.dataclass
+class Alerts:
+    """[alerts]: when the dashboard and MQTT raise an alert (gateway/alerts.py)."""
+    offline_after_s: float = 300.0    # a device offline for longer than this
+    stuck: bool = True                # a button the device reports stuck
+    outbox_age_s: float = 120.0       # the oldest undelivered record older than this
+    bad_rating: bool = True           # every 差评 of today (call back the same day)
+    staff_bad_per_year: int = 2       # a staff member with this many 差评 in the year
+    window_bad_share: float = 0.05    # a window whose 差评 share this month exceeds this
+    low_invite_ratio: float = 0.5     # staff inviting < ratio x the median of staff this month
+    mqtt: bool = True                 # publish to P/H/alert/... when [mqtt] is configured
+
+
+@dataclasses.dataclass
 class Upstream:
     name: str
     kind: str
@@ -98,6 +111,7 @@ class Config:
     device: Device
     upstreams: list
     commit_window_ms: float = 0.0
+    alerts: Alerts = dataclasses.field(default_factory=Alerts)
 
     @property
     def reason_codes(self):
@@ -250,11 +264,32 @@ def _upstreams(c, data, retention=None):
     return out
 
 
+def _alerts(c, a):
+    c.unknown(a, "alerts", {f.name for f in dataclasses.fields(Alerts)})
+    d = Alerts()
+    return Alerts(
+        offline_after_s=c.get(a, "alerts", "offline_after_s", float, d.offline_after_s,
+                              check=lambda v: 0 <= v <= 7 * 86400, why="must be 0..604800 s"),
+        stuck=c.get(a, "alerts", "stuck", bool, d.stuck),
+        outbox_age_s=c.get(a, "alerts", "outbox_age_s", float, d.outbox_age_s,
+                           check=lambda v: 1 <= v <= 7 * 86400, why="must be 1..604800 s"),
+        bad_rating=c.get(a, "alerts", "bad_rating", bool, d.bad_rating),
+        staff_bad_per_year=c.get(a, "alerts", "staff_bad_per_year", int, d.staff_bad_per_year,
+                                 check=lambda v: 1 <= v <= 1000, why="must be 1..1000"),
+        window_bad_share=c.get(a, "alerts", "window_bad_share", float, d.window_bad_share,
+                               check=lambda v: 0 <= v < 1, why="must be a fraction 0..1 (0.05 = 5%)"),
+        low_invite_ratio=c.get(a, "alerts", "low_invite_ratio", float, d.low_invite_ratio,
+                               check=lambda v: 0 <= v <= 1, why="must be 0..1 (0 = never)"),
+        mqtt=c.get(a, "alerts", "mqtt", bool, d.mqtt),
+    )
+
+
 def parse(data, path="<config>"):
     """Check a parsed TOML document; return a Config or raise ConfigError."""
     c = _Checker()
     base = os.path.dirname(os.path.abspath(path)) if path != "<config>" else os.getcwd()
-    c.unknown(data, "", {"hall", "database", "http", "serial", "mqtt", "device", "upstream", "ingest"})
+    c.unknown(data, "", {"hall", "database", "http", "serial", "mqtt", "device", "upstream", "ingest",
+                       "alerts"})
 
     h = c.table(data, "hall", required=True)
     c.unknown(h, "hall", {"id", "areaCode", "deptCode", "pf", "tz_offset_min"})
@@ -343,13 +378,14 @@ def parse(data, path="<config>"):
         reasons=_reasons(c, v),
     )
 
+    alerts = _alerts(c, c.table(data, "alerts"))
     upstreams = _upstreams(c, data, retention)
 
     if c.errors:
         raise ConfigError("bad config %s:\n  %s" % (path, "\n  ".join(c.errors)))
     return Config(path=path, hall=hall, db_path=db_path, retention_days=retention, max_size_mb=max_size,
                   http_host=host, http_port=port, token=token, serial=serial, mqtt=mqtt, device=device,
-                  upstreams=upstreams, commit_window_ms=window)
+                  upstreams=upstreams, commit_window_ms=window, alerts=alerts)
 
 
 def load(path):
@@ -416,6 +452,18 @@ stuck_ms = 5000               # a button held longer than this counts as stuck
 # 差评 reasons shown on the device; replace with the upstream (getnorm) list:
 # reasons_version = "fallback-1"
 # reasons = [{ code = "R1", label = "服务态度差" }, { code = "R2", label = "办事效率低、等待时间长" }]
+
+[alerts]
+# Shown on the dashboard (http://<http.listen>/) and, with [mqtt], published
+# retained to <topic_prefix>/<hall.id>/alert/<rule>/<subject> (gateway/README.md).
+offline_after_s = 300         # a device offline for longer than this
+stuck = true                  # a button the device reports stuck
+outbox_age_s = 120            # the oldest undelivered record older than this (120 s rule)
+bad_rating = true             # each 差评 of today, so the hall can call back the same day
+staff_bad_per_year = 2        # a staff member with this many 差评 in the calendar year
+window_bad_share = 0.05       # a window whose 差评 share of this month's ratings exceeds this
+low_invite_ratio = 0.5        # staff inviting fewer than this x the median of staff this month
+mqtt = true                   # publish alerts when [mqtt] is configured
 
 # Upstream targets: each gets every record once (its own outbox rows); the
 # keys besides name and kind belong to the forwarder (gateway/forward_http.py,
