@@ -29,9 +29,11 @@
 # Acknowledged slots keep their (boot, seq) until overwritten, so the boot
 # scan still sees the highest boot number ever used (see docs/link.md: boot
 # = max(stored, highest in journal) + 1, event ids never repeat).
+#
+# Opening and scanning the file at power-on is recover.py's job: that code
+# runs once and is then dropped from RAM.
 
 import binascii
-import os
 import struct
 
 try:
@@ -43,12 +45,12 @@ except ImportError:  # CPython
 
 
 SLOT = const(256)
-_LIVE = const(0x45)  # 'E'
-_ACKED = const(0x41)  # 'A'
-_REC = "<IIBBII"  # boot, seq, kind, score, time, uptime_ms
-_REC_LEN = const(18)
+LIVE = const(0x45)  # 'E'
+ACKED = const(0x41)  # 'A'
+REC = "<IIBBII"  # boot, seq, kind, score, time, uptime_ms
+REC_LEN = const(18)
 # Bytes a record has for its invitation and reasons (with their lengths).
-ROOM = SLOT - 7 - _REC_LEN
+ROOM = SLOT - 7 - REC_LEN
 
 RATING = const(1)
 UNRATED = const(2)
@@ -56,98 +58,21 @@ UNINVITED = const(3)
 
 
 class Journal:
-    def __init__(self, path, slots=256, reserve=-1):
-        self.path = path
-        self.corrupt = 0  # records found torn or damaged (since boot)
-        self.max_boot = 0  # highest boot number in any valid record
+    def __init__(self, f, slots, reserve):
+        self.f = f  # the open file, slots * SLOT bytes
+        self.slots = slots
+        # Free slots uninvited presses may not take.
+        self.reserve = max(1, slots // 16) if reserve < 0 else reserve
         self.buf = bytearray(SLOT)
-        try:
-            size = os.stat(path)[6]
-        except OSError:
-            size = 0
-            open(path, "wb").close()
-        # Never shrink: a smaller setting must not cut off live records.
-        n = size // SLOT
-        if n < slots:
-            n = slots
-        self.slots = n
-        self.reserve = max(1, n // 16) if reserve < 0 else reserve
-        self._ids = bytearray(8 * n)  # (boot, seq) of every slot
-        self._live = bytearray(n)  # 1 = slot holds a live record
+        self.key = bytearray(8)  # one (boot, seq) read back from flash
+        self.is_live = bytearray(slots)  # 1 = slot holds a live record
         self.live = []  # live slots, oldest (boot, seq) first
-        self._next = 0  # where the next record goes
-        self._f = open(path, "r+b")
-        self._scan(size // SLOT)
-        if size < n * SLOT:
-            self._extend(size // SLOT, n)
-
-    def _scan(self, have):
-        f = self._f
-        buf = self.buf
-        mv = memoryview(buf)
-        nb = 0
-        nq = 0
-        f.seek(0)
-        for s in range(have):
-            f.readinto(buf)
-            st = buf[0]
-            if st != _LIVE and st != _ACKED:
-                continue
-            n = buf[1] | buf[2] << 8
-            ok = _REC_LEN + 2 <= n <= SLOT - 7
-            if ok:
-                (crc,) = struct.unpack_from("<I", buf, 3 + n)
-                ok = binascii.crc32(mv[1 : 3 + n]) & 0xFFFFFFFF == crc
-            if not ok:
-                # Torn or damaged: forget it, on flash too, so it is
-                # counted once and its slot is free again.
-                self.corrupt += 1
-                f.seek(s * SLOT)
-                f.write(b"\x00")
-                f.seek((s + 1) * SLOT)
-                continue
-            b, q = struct.unpack_from("<II", buf, 3)
-            struct.pack_into("<II", self._ids, 8 * s, b, q)
-            if b > self.max_boot:
-                self.max_boot = b
-            if b > nb or (b == nb and q >= nq):
-                nb = b
-                nq = q
-                self._next = (s + 1) % self.slots
-            if st == _LIVE:
-                self._live[s] = 1
-                self._insert(s, b, q)
-
-    def _insert(self, s, b, q):
-        # Slots are read in ring order, which is nearly write order, so this
-        # insertion sort moves little; it allocates nothing (a sort with a
-        # key would build hundreds of tuples at boot).
-        live = self.live
-        i = len(live)
-        while i > 0:
-            pb, pq = struct.unpack_from("<II", self._ids, 8 * live[i - 1])
-            if pb < b or (pb == b and pq < q):
-                break
-            i -= 1
-        live.insert(i, s)
-
-    def _extend(self, start, n):
-        f = self._f
-        f.seek(start * SLOT)
-        zero = bytearray(SLOT)
-        for _ in range(start, n):
-            f.write(zero)
-        f.flush()
-
-    def depth(self):
-        return len(self.live)
-
-    def free(self):
-        return self.slots - len(self.live)
+        self.next = 0  # where the next record goes
+        self.max_boot = 0  # highest boot number in any valid record
+        self.corrupt = 0  # records found torn or damaged (since boot)
 
     def has_room(self, kind):
-        free = self.slots - len(self.live)
-        return free > (self.reserve if kind == UNINVITED else 0)
+        return self.slots - len(self.live) > (self.reserve if kind == UNINVITED else 0)
 
     def append(self, boot, seq, kind, score, reasons, invitation, time, uptime):
         """Write one record and make it durable. Return its slot, or -1 when
@@ -156,73 +81,70 @@ class Journal:
         if not self.has_room(kind):
             return -1
         buf = self.buf
-        struct.pack_into(_REC, buf, 3, boot, seq, kind, score,
+        struct.pack_into(REC, buf, 3, boot, seq, kind, score,
                          time & 0xFFFFFFFF, uptime & 0xFFFFFFFF)
-        p = _put(buf, 3 + _REC_LEN, invitation)
+        p = _put(buf, 3 + REC_LEN, invitation)
         buf[p] = len(reasons)
         p += 1
         for r in reasons:
             p = _put(buf, p, r)
-        n = p - 3
-        buf[0] = _LIVE
-        buf[1] = n & 0xFF
-        buf[2] = n >> 8
+        buf[0] = LIVE
+        buf[1] = (p - 3) & 0xFF
+        buf[2] = (p - 3) >> 8
         struct.pack_into("<I", buf, p, binascii.crc32(memoryview(buf)[1:p]) & 0xFFFFFFFF)
-        s = self._next
-        while self._live[s]:
+        s = self.next
+        while self.is_live[s]:
             s = (s + 1) % self.slots
-        f = self._f
-        f.seek(s * SLOT)
-        f.write(memoryview(buf)[: p + 4])
+        self.f.seek(s * SLOT)
+        self.f.write(memoryview(buf)[: p + 4])
         # On the unix port flush() is the durability point: MicroPython's
         # posix file flush() calls fsync() (there is no os.fsync). On
         # littlefs/FAT boards flush() commits the file's metadata.
-        f.flush()
-        struct.pack_into("<II", self._ids, 8 * s, boot, seq)
-        self._live[s] = 1
+        self.f.flush()
+        self.is_live[s] = 1
         self.live.append(s)  # ids only grow within a boot: newest last
-        if boot > self.max_boot:
-            self.max_boot = boot
-        self._next = (s + 1) % self.slots
+        self.max_boot = max(self.max_boot, boot)
+        self.next = (s + 1) % self.slots
         return s
 
     def ack(self, boot, seq):
         """Mark the live record (boot, seq) acknowledged; return its slot,
-        or -1 if no live record has that id. Call sync() after a batch."""
+        or -1 if no live record has that id. An ACK lost to a power cut
+        only means a resend and a duplicate the gateway ACKs again, so the
+        caller flushes once per ACK frame (self.f.flush()).
+
+        Ids are read back from flash rather than kept in RAM (8 bytes a
+        slot would be 2-4 KB of a 64 KB heap); ACKs name the oldest live
+        records, which come first in `live`, so few slots are read."""
         live = self.live
+        f = self.f
+        key = self.key
         for i in range(len(live)):
             s = live[i]
-            b, q = struct.unpack_from("<II", self._ids, 8 * s)
-            if b == boot and q == seq:
-                self._f.seek(s * SLOT)
-                self._f.write(b"A")
-                self._live[s] = 0
+            f.seek(s * SLOT + 3)
+            f.readinto(key)
+            if struct.unpack("<II", key) == (boot, seq):
+                f.seek(s * SLOT)
+                f.write(b"A")
+                self.is_live[s] = 0
                 live.pop(i)
                 return s
         return -1
 
-    def sync(self):
-        # An ACK lost to a power cut only means the event is sent again and
-        # the gateway ACKs the duplicate: one flush per ACK frame is enough.
-        self._f.flush()
-
     def read(self, s):
         """(boot, seq, kind, score, time, uptime, invitation, reasons)."""
         buf = self.buf
-        self._f.seek(s * SLOT)
-        self._f.readinto(buf)
-        b, q, kind, score, t, up = struct.unpack_from(_REC, buf, 3)
-        inv, p = _get(buf, 3 + _REC_LEN)
-        count = buf[p]
-        p += 1
-        reasons = []
-        for _ in range(count):
-            r, p = _get(buf, p)
-            reasons.append(r)
-        return b, q, kind, score, t, up, inv, reasons
-
-    def close(self):
-        self._f.close()
+        self.f.seek(s * SLOT)
+        self.f.readinto(buf)
+        texts = []
+        p = 3 + REC_LEN
+        for k in range(1 + buf[4 + REC_LEN + buf[3 + REC_LEN]]):
+            if k == 1:
+                p += 1  # the reason count
+            n = buf[p]
+            texts.append(bytes(buf[p + 1 : p + 1 + n]).decode())
+            p += 1 + n
+        return struct.unpack_from(REC, buf, 3) + (texts[0], texts[1:])
 
 
 def size_of(invitation, reasons):
@@ -240,8 +162,3 @@ def _put(buf, p, text):
     buf[p] = len(b)
     buf[p + 1 : p + 1 + len(b)] = b
     return p + 1 + len(b)
-
-
-def _get(buf, p):
-    n = buf[p]
-    return bytes(buf[p + 1 : p + 1 + n]).decode(), p + 1 + n

@@ -45,29 +45,23 @@ _UNRATED = const(2)
 _UNINVITED = const(3)
 
 # The 差评 reasons of DESIGN.md §1, for a device that never received a config
-# from its gateway. Codes are placeholders until upstream provides them.
+# from its gateway (their ASCII labels are in screen.py). Codes are
+# placeholders until upstream provides them.
 FALLBACK = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")
-FALLBACK_LABELS = (
-    "Rude service",  # 服务态度差
-    "Slow, waiting",  # 办事效率低、等待时间长
-    "Unclear/unsure",  # 业务不熟练、解释不清楚
-    "Not told once",  # 未一次性告知、需多次跑
-    "Extra papers",  # 要求提供指南以外材料
-    "Past deadline",  # 未在承诺时限内办结
-    "Desk empty",  # 窗口空岗、推诿扯皮
-    "Other",  # 其他问题
-)
+
+_OPEN = (INVITED, REASONS)
 
 
 class Evaluator:
     def __init__(self, sink):
         # sink.record(kind, score, reasons, invitation, at_ms) -> bool
-        # (True once the event is durable), sink.paired() -> bool.
+        # (True once the event is durable), sink.has_room() -> bool (a
+        # rating would fit the journal), sink.paired() -> bool.
         self.sink = sink
         self.state = IDLE
         self.invitation = ""
         self.cases = 0
-        self.deadline = 0
+        self.deadline = 0  # the invitation's end; later, the thanks' end
         self.star = 0  # the 差评 star pressed, while choosing reasons
         self.at = 0  # when that star was pressed (the event's press time)
         self.page = 0
@@ -75,120 +69,95 @@ class Evaluator:
         self.reasons = FALLBACK
         self.uninvited = 0  # presses with no invitation open (since boot)
         self.ignored = 0  # presses during thanks
-        self.until = 0  # end of the thanks screen
         self.version = 0  # bumped on every change the screen must show
 
-    def _set(self, state):
-        self.state = state
-        self.version += 1
-
-    def is_open(self):
-        return self.state == INVITED or self.state == REASONS
-
     def set_reasons(self, codes):
-        self.reasons = codes if codes else FALLBACK
-        self.picked = 0
-        self.page = 0
+        self.reasons = codes or FALLBACK
+        self.picked = self.page = 0
         self.version += 1
-
-    def pages(self):
-        return (len(self.reasons) + PAGE - 1) // PAGE
 
     def invite(self, invitation, cases, timeout_s, now):
-        """Open an invitation. Return 0, or an error code for the gateway:
-        4 (journal full). Re-sending the open invitation changes nothing."""
-        if self.is_open():
+        """Open an invitation. Return 0, or 4 (E_FULL) when the journal
+        could not take its outcome. Re-sending the open one changes nothing."""
+        if self.state in _OPEN:
             if invitation == self.invitation:
                 return 0
-            self._close(now)
+            self.close(now)
         if not self.sink.has_room():
             return 4
         self.invitation = invitation
         self.cases = cases
         self.deadline = now + timeout_s * 1000
-        self.picked = 0
-        self.page = 0
-        self._set(INVITED)
+        self.picked = self.page = 0
+        self.state = INVITED
+        self.version += 1
         return 0
 
     def cancel(self, invitation):
         """Withdraw the open invitation if it has this id (no event)."""
-        if self.is_open() and invitation == self.invitation:
-            self._set(IDLE)
+        if self.state in _OPEN and invitation == self.invitation:
+            self.state = IDLE
+            self.version += 1
             return True
         return False
 
     def close(self, now):
-        """Close an open invitation as unrated (e.g. the device was unbound)."""
-        if self.is_open():
-            self._close(now)
-
-    def _close(self, now):
-        self.sink.record(_UNRATED, 0, (), self.invitation, now)
-        self._set(IDLE)
+        """Close an open invitation as unrated (timeout, new invitation,
+        unbind)."""
+        if self.state in _OPEN:
+            self.sink.record(_UNRATED, 0, (), self.invitation, now)
+            self.state = IDLE
+            self.version += 1
 
     def press(self, star, now):
         st = self.state
+        self.version += 1
         if st == THANKS:
             self.ignored += 1
         elif st == IDLE:
             self.uninvited += 1
             if self.sink.paired():
                 self.sink.record(_UNINVITED, star, (), "", now)
-            self.version += 1
         elif st == INVITED:
             if star >= 3:
                 self._rate(star, (), now, now)
             else:
                 self.star = star
                 self.at = now
-                self.picked = 0
+                self.state = REASONS
+        else:
+            # A key on a reason page: 1-4 toggle, 5 next page / confirm.
+            key = 6 - star
+            n = len(self.reasons)
+            if key <= PAGE:
+                if self.page * PAGE + key <= n:
+                    self.picked ^= 1 << (self.page * PAGE + key - 1)
+            elif (self.page + 1) * PAGE < n:
+                self.page += 1
+            elif self.picked:
+                picked = [self.reasons[i] for i in range(n) if self.picked & (1 << i)]
+                self._rate(self.star, picked, self.at, now)
+            else:
                 self.page = 0
-                self._set(REASONS)
-        else:
-            self._reason_key(6 - star, now)
-
-    def _reason_key(self, key, now):
-        n = len(self.reasons)
-        if key <= PAGE:
-            i = self.page * PAGE + key - 1
-            if i < n:
-                self.picked ^= 1 << i
-                self.version += 1
-            return
-        if self.page + 1 < self.pages():
-            self.page += 1
-        elif self.picked:
-            picked = []
-            for i in range(n):
-                if self.picked & (1 << i):
-                    picked.append(self.reasons[i])
-            self._rate(self.star, picked, self.at, now)
-            return
-        else:
-            self.page = 0
-        self.version += 1
 
     def _rate(self, star, reasons, at, now):
         # Thanks only once the sink has the event on flash. If it could not
         # (a flash error), stay open: the citizen may press again, and the
         # timeout still closes the invitation.
         if self.sink.record(_RATING, star, reasons, self.invitation, at):
-            self.until = now + THANKS_MS
-            self._set(THANKS)
+            self.deadline = now + THANKS_MS
+            self.state = THANKS
 
     def tick(self, now):
-        if self.is_open() and now >= self.deadline:
-            self._close(now)
-        elif self.state == THANKS and now >= self.until:
-            self._set(IDLE)
+        if now >= self.deadline:
+            if self.state in _OPEN:
+                self.close(now)
+            elif self.state == THANKS:
+                self.state = IDLE
+                self.version += 1
 
     def due(self, now):
         """Milliseconds until tick() has something to do, or -1."""
-        if self.is_open():
-            t = self.deadline
-        elif self.state == THANKS:
-            t = self.until
-        else:
+        if self.state == IDLE:
             return -1
-        return t - now if t > now else 0
+        return self.deadline - now if self.deadline > now else 0

