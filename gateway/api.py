@@ -13,6 +13,10 @@
     POST /api/invitations                 {"window", "cases": [{"projectNo", ...}], "timeout_s"}
     GET  /api/invitations/<id>            state, cases, the event that answered it
     POST /api/invitations/<id>/cancel
+    GET  /api/dashboard                   everything the dashboard page shows (gateway/dashboard.py)
+    GET  /api/alerts                      the active alerts
+    GET  /metrics                         Prometheus text format (gateway/metrics.py)
+    GET  / , /dashboard, /web/<file>      the dashboard page: no token to load it, none of its data without
 
 Errors are {"error": text} with 400 (bad request), 401 (token), 404 (not
 found), 409 (binding refused: also "current"; or device not connected), 503
@@ -26,6 +30,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from gateway.dashboard import Raw, static
 from gateway.errors import (
     BindingError,
     DeviceNotConnected,
@@ -51,9 +56,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + fmt, self.client_address[0], *args)
 
     def _reply(self, code, obj):
-        body = json.dumps(obj, ensure_ascii=False, default=str).encode()
+        raw = isinstance(obj, Raw)
+        body = obj.body if raw else json.dumps(obj, ensure_ascii=False, default=str).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", obj.content_type if raw else "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -80,6 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
         query = urllib.parse.parse_qs(url.query)
+        page = static(url.path) if method == "GET" else None
+        if page is not None:
+            self._reply(200, page)
+            return
         if not self._authorized():
             # Read (and drop) any body so the connection stays usable.
             n = int(self.headers.get("Content-Length") or 0)
@@ -121,12 +131,18 @@ def _flag(body, name):
 
 def route(gw, method, parts, body, query):
     """(status, object) for one request, or None if no endpoint matches."""
+    if method == "GET" and parts == ["metrics"]:
+        return 200, gw.dashboard.metrics_text()
     if not parts or parts[0] != "api":
         return None
     p = parts[1:]
     if method == "GET":
         if p == ["status"]:
             return 200, gw.status()
+        if p == ["dashboard"]:
+            return 200, gw.dashboard.snapshot()
+        if p == ["alerts"]:
+            return 200, gw.dashboard.alerts()
         if p == ["devices"]:
             return 200, {"devices": [d.summary() for d in sorted(gw.registry.all(),
                                                                  key=lambda d: d.device_id)]}

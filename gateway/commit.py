@@ -63,6 +63,7 @@ class Committer(threading.Thread):
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "records": 0, "acked": 0,
                       "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0}
         self._alarm_listeners = []
+        self.ack_latency = None  # metrics.Histogram: frame received -> ACK written
 
     # --- producers ---------------------------------------------------------
     def put_event(self, ev):
@@ -149,6 +150,7 @@ class Committer(threading.Thread):
     def _commit(self, batch):
         conn = self.conn
         acks = {}  # dev -> [(boot, seq)]
+        received = []  # receive times, for the ACK latency
         queued = 0
         counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0}
         try:
@@ -157,6 +159,7 @@ class Committer(threading.Thread):
                 if isinstance(item, Event):
                     queued += self._event(conn, item, counts)
                     acks.setdefault(item.dev, []).append((item.msg["boot"], item.msg["event_seq"]))
+                    received.append(item.received_at)
                 else:
                     item(conn)
             conn.execute("COMMIT")
@@ -176,6 +179,8 @@ class Committer(threading.Thread):
                 self.stats["acked"] += len(ids)
             except Exception:  # a dead port must not stop the commit thread
                 log.exception("sending ack to %s", dev.device_id)
+        if self.ack_latency is not None and received:
+            self.ack_latency.observe_since(received, time.time())
         if queued:
             try:
                 self.on_queued()

@@ -101,6 +101,19 @@ MIGRATIONS = [
             PRIMARY KEY (device_id, slot)
         )""",
     ]),
+    ("0003-alerts", [
+        # Alerts raised and cleared (gateway/alerts.py): since survives a restart,
+        # and retained MQTT alert topics are cleared even if the clearing happened
+        # while the gateway was down.
+        """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,                  -- rule/subject
+            rule TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            since REAL NOT NULL,
+            cleared_at REAL,                      -- NULL while active
+            detail TEXT NOT NULL                  -- the alert, JSON
+        )""",
+    ]),
 ]
 
 

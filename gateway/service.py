@@ -22,6 +22,7 @@ import time
 from gateway import db, outbox
 from gateway.api import Api
 from gateway.commit import Checkpointer, Committer
+from gateway.dashboard import Dashboard
 from gateway.health import Monitor
 from gateway.invitations import Invitations
 from gateway.pairing import Pairing
@@ -43,6 +44,7 @@ class Gateway:
         self.mqtt = None
         self.api = None
         self.monitor = None
+        self.dashboard = None
         self.committer = None
         self.checkpointer = None
         self._conns = []
@@ -95,6 +97,9 @@ class Gateway:
         self.router.listeners.append(self.monitor.device_changed)
         self.committer.on_alarm(self._alarm_changed)
         self.monitor.start()
+        self.dashboard = Dashboard(self, self._conn())
+        self.committer.ack_latency = self.dashboard.metrics.ack_latency
+        self.dashboard.start()
         self.serial = SerialIngest(cfg.serial, self.router)
         self.serial.start()
         self.api = Api(self, cfg.http_host, cfg.http_port, cfg.token)
@@ -116,6 +121,8 @@ class Gateway:
                     log.exception("stopping %s", type(part).__name__)
         if self.monitor is not None:
             self.monitor.stop()
+        if self.dashboard is not None:
+            self.dashboard.stop()
         if self.committer is not None:
             self.committer.stop()
         if self.checkpointer is not None:

@@ -1,0 +1,365 @@
+"""The hall admin's dashboard: the page (gateway/web/), `GET /api/dashboard`,
+`GET /api/alerts`, `GET /metrics`.
+
+One thread computes a snapshot about once a second, on its own read
+connection, and the HTTP handlers only hand the last one out: any number of
+open pages cost one computation, and nothing here touches the commit
+thread's connection. The snapshot has
+
+    windows    one tile per device (bound window first): online, staff, last
+               rating, journal depth, outbox depth, firmware, stuck buttons,
+               clock offset, problems - tiles with problems first
+    today      per window and per staff: counts per level, satisfaction rate,
+               差评 reasons, coverage (rated / invited), unrated, uninvited
+    month      the same for the month, from gateway.report.monthly()
+    bad_today  each 差评 of today with its reasons (call-backs)
+    series     ratings per hour today and per day this month (good / bad)
+    upstream   per target: link, backlog, oldest undelivered age, rate,
+               errors; the records the upstream refused, with reasons
+    alerts     the active alerts (gateway.alerts), worst first
+
+The figures of today and the month are a scan of their events: they are
+recomputed only when new events were committed (or every REFRESH_S), and
+never more often than 5x the time the last computation took, so a backlog
+of millions or a benchmark's event rate do not turn the dashboard into the
+gateway's main load.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+
+from gateway import alerts as _alerts
+from gateway import metrics as _metrics
+from gateway import outbox, report
+
+log = logging.getLogger("hcp.gateway.dashboard")
+
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(html|js|css|svg)$")
+_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
+          "css": "text/css; charset=utf-8", "svg": "image/svg+xml"}
+TICK_S = 1.0
+REFRESH_S = 30.0  # figures are recomputed at least this often (the clock moves on)
+REJECTED_SHOWN = 20
+
+
+class Raw:
+    """A non-JSON answer of the API (the page, its files, /metrics)."""
+
+    def __init__(self, body, content_type):
+        self.body = body if isinstance(body, bytes) else body.encode()
+        self.content_type = content_type
+
+
+def static(path):
+    """Raw for '/', '/dashboard' and '/web/<file>' (no token needed: the page
+    shows nothing until it has one), else None."""
+    p = path.strip("/")
+    if p in ("", "dashboard"):
+        name = "index.html"
+    elif p.startswith("web/") and _STATIC_NAME.match(p[4:]):
+        name = p[4:]
+    else:
+        return None
+    try:
+        with open(os.path.join(WEB_DIR, name), "rb") as f:
+            return Raw(f.read(), _TYPES[name.rsplit(".", 1)[1]])
+    except OSError:
+        return None
+
+
+def local_day(now, tz_min):
+    """(start of the local day, 'YYYY-MM') for Unix time `now`."""
+    off = tz_min * 60
+    start = (now + off) // 86400 * 86400 - off
+    return start, time.strftime("%Y-%m", time.gmtime(now + off))
+
+
+class Dashboard(threading.Thread):
+    def __init__(self, gw, conn, tick_s=TICK_S):
+        super().__init__(name="hcp-dashboard", daemon=True)
+        self.gw = gw
+        self.conn = conn  # read connection of this thread (and the alerts table)
+        self.tick_s = tick_s
+        self.metrics = _metrics.Metrics()
+        self.book = _alerts.AlertBook(conn, publish=self._publish if gw.cfg.alerts.mqtt else None)
+        self._halt = threading.Event()
+        self._lock = threading.Lock()
+        self._snapshot = None
+        self._figures = None  # the expensive part, with its inputs
+        self._fig_key = None
+        self._fig_at = 0.0
+        self._fig_cost = 0.0
+        self._fig_mono = 0.0
+        self.computations = 0
+
+    # --- for the API -------------------------------------------------------
+    def snapshot(self):
+        with self._lock:
+            snap = self._snapshot
+        if snap is None:  # before the first tick: wait for it briefly
+            deadline = time.monotonic() + 3.0
+            while snap is None and time.monotonic() < deadline and self.is_alive():
+                time.sleep(0.02)
+                with self._lock:
+                    snap = self._snapshot
+        if snap is None:
+            return {"error": "dashboard not ready"}
+        return snap
+
+    def alerts(self):
+        snap = self.snapshot()
+        return {"alerts": snap.get("alerts", []), "now": snap.get("now")}
+
+    def metrics_text(self):
+        gw = self.gw
+        snap = self._snapshot or {}
+        fws = {}
+        for name, f in gw.forwarders.items():
+            try:
+                fws[name] = f.status()
+            except Exception as err:  # a forwarder that cannot say: no figures for it
+                log.warning("forwarder %s status: %s", name, err)
+        devs = gw.registry.all()
+        facts = {"ingest": dict(gw.committer.stats), "queued": gw.committer.q.qsize(),
+                 "alarm": gw.committer.alarm, "rejected": dict(gw.registry.rejected),
+                 "frames": sum(d.frames for d in devs), "devices": len(devs),
+                 "online": sum(1 for d in devs if d.online), "forwarders": fws,
+                 "outbox": {t["name"]: t for t in snap.get("upstream", {}).get("targets", [])},
+                 "alerts": snap.get("alerts", [])}
+        return Raw(_metrics.render(facts, self.metrics.ack_latency), _metrics.CONTENT_TYPE)
+
+    # --- the thread --------------------------------------------------------
+    def stop(self, timeout=5.0):
+        self._halt.set()
+        if self.is_alive():
+            self.join(timeout)
+
+    def run(self):
+        while True:
+            try:
+                self.tick()
+            except Exception:
+                log.exception("dashboard tick")
+            if self._halt.wait(self.tick_s):
+                break
+
+    def tick(self, now=None):
+        now = time.time() if now is None else now
+        snap = self.compute(now)
+        facts = snap.pop("_facts")
+        snap["alerts"] = self.book.update(_alerts.evaluate(facts, self.gw.cfg.alerts), now)
+        snap["alerts_cleared"] = self.book.history(10)
+        mq = self.gw.mqtt
+        if mq is not None:
+            self.book.flush(mq.connected, mq.connects)
+        with self._lock:
+            self._snapshot = snap
+        return snap
+
+    def _publish(self, subtopic, payload):
+        mq = self.gw.mqtt
+        info = mq.client.publish(mq.topic(subtopic), payload, qos=1, retain=True)
+        if info.rc != 0:
+            raise OSError("publish rc %s" % info.rc)
+
+    # --- computing ---------------------------------------------------------
+    def compute(self, now):
+        gw, cfg = self.gw, self.gw.cfg
+        tz_min = cfg.hall.tz_offset_min
+        day_start, month = local_day(now, tz_min)
+        fig = self._figures_for(now, day_start, month)
+        devices = sorted(gw.registry.all(), key=lambda d: d.device_id)
+        names = {}
+        tiles = []
+        for dev in devices:
+            s = dev.summary()
+            s["staff_name"] = (dev.binding or {}).get("staff_name", "")
+            if s["staff_id"]:
+                names[s["staff_id"]] = s["staff_name"]
+            s["last_rating_at"] = fig["last_rating"].get(dev.device_id)
+            s["outbox_pending"] = fig["pending_by_device"].get(dev.device_id, 0)
+            s["problems"] = _problems(s, now)
+            tiles.append(s)
+        tiles.sort(key=lambda s: (_worst(s["problems"]), not s["window"], s["window"], s["device_id"]))
+        fws = {}
+        for name, f in gw.forwarders.items():
+            try:
+                fws[name] = f.status()
+            except Exception as err:
+                fws[name] = {"error": str(err)}
+        targets = []
+        for up in cfg.upstreams:
+            st = dict(fig["outbox"].get(up.name, {"pending": 0, "rejected": 0, "oldest_pending_age_s": 0.0}))
+            f = fws.get(up.name, {})
+            if st["pending"]:  # the age now, not when the figures were read
+                st["oldest_pending_age_s"] += now - fig["at"]
+            st.update(name=up.name, kind=up.kind, connected=bool(f.get("connected")),
+                      rate=f.get("rate", 0.0), errors=f.get("errors", 0), last_error=f.get("last_error"),
+                      delivered_total=f.get("delivered", 0))
+            targets.append(st)
+        hist = self.metrics.ack_latency
+        p50, p99 = hist.quantile(0.5), hist.quantile(0.99)
+        snap = {
+            "now": now, "hall": cfg.hall.id, "session": gw.session, "started_at": gw.started_at,
+            "tz_offset_min": tz_min, "day_start": day_start, "month": month,
+            "alarm": gw.committer.alarm,
+            "gateway": {"events": gw.committer.stats["events"], "queued": gw.committer.q.qsize(),
+                        "devices": len(tiles), "online": sum(1 for t in tiles if t["online"]),
+                        "ack_p50_ms": None if p50 is None else round(1000 * p50, 2),
+                        "ack_p99_ms": None if p99 is None else round(1000 * p99, 2),
+                        "mqtt": None if gw.mqtt is None else bool(gw.mqtt.connected)},
+            "windows": tiles,
+            "today": fig["today"], "month_figures": fig["month"], "bad_today": fig["bad_today"],
+            "series": fig["series"], "figures_at": fig["at"],
+            "upstream": {"targets": targets, "rejected": fig["rejected"]},
+            "reasons": {code: label for code, label in cfg.device.reasons},
+            "limits": dataclasses.asdict(cfg.alerts),
+        }
+        names.update(fig["staff_names"])
+        snap["staff_names"] = names
+        snap["_facts"] = {
+            "now": now, "alarm": gw.committer.alarm, "devices": tiles, "targets": targets,
+            "bad_today": fig["bad_today"], "bad_year": fig["bad_year"],
+            "month_windows": [r for r in fig["month"]["rows"] if r["level"] == "window"],
+            "low_invites": [b for b in fig["month"]["breaches"] if b["rule"] == "staff_low_invites"],
+            "staff_names": names, "tz_s": tz_min * 60,
+        }
+        return snap
+
+    def _figures_for(self, now, day_start, month):
+        moved = 0
+        for f in self.gw.forwarders.values():
+            st = f.status()
+            moved += (st.get("delivered") or 0) + (st.get("rejected") or 0)
+        key = (self.gw.committer.stats["events"], day_start, moved)
+        stale = now - self._fig_at >= REFRESH_S
+        changed = key != self._fig_key
+        soon = time.monotonic() - self._fig_mono < 5 * self._fig_cost
+        if self._figures is not None and (not (changed or stale) or soon):
+            return self._figures
+        t0 = time.monotonic()
+        try:
+            self._figures = self._read_figures(now, day_start, month)
+        except sqlite3.Error as err:
+            log.warning("dashboard figures: %s", err)
+            if self._figures is None:
+                raise
+            return self._figures
+        self._fig_cost = time.monotonic() - t0
+        self._fig_mono = t0
+        self._fig_key = key
+        self._fig_at = now
+        self.computations += 1
+        return self._figures
+
+    def _read_figures(self, now, day_start, month):
+        cfg = self.gw.cfg
+        c = self.conn
+        tz_min = cfg.hall.tz_offset_min
+        labels = dict(cfg.device.reasons)
+        # One read transaction: every figure from the same committed state.
+        c.execute("BEGIN")
+        try:
+            month_tab = report.monthly(c, month, dept_code=cfg.hall.deptCode, tz_min=tz_min,
+                                       low_invite_ratio=cfg.alerts.low_invite_ratio or 0.0)
+            today = _today(c, day_start)
+            m_start, m_end = report.month_bounds(month, tz_min)
+            y_start, _ = report.month_bounds(month[:4] + "-01", tz_min)
+            t = "coalesce(press_time, received_at)"
+            bad_today = [
+                {"event_id": eid, "at": at, "device_id": dev, "window": win, "staff_id": staff,
+                 "score": score, "codes": [x for x in (reasons or "").split(",") if x],
+                 "reasons": [labels.get(x, x) for x in (reasons or "").split(",") if x]}
+                for eid, at, dev, win, staff, score, reasons in c.execute(
+                    "SELECT event_id, %s, device_id, window, staff_id, score, reasons FROM events"
+                    " WHERE kind = 'rating' AND score <= 2 AND %s >= ? AND %s < ? ORDER BY %s DESC"
+                    % (t, t, t, t), (day_start, day_start + 86400))]
+            bad_year = dict(c.execute(
+                "SELECT staff_id, count(*) FROM events WHERE kind = 'rating' AND score <= 2"
+                " AND %s >= ? AND %s < ? GROUP BY staff_id" % (t, t), (y_start, m_end)).fetchall())
+            series = {"hourly": _series(c, day_start, 3600, 24),
+                      "daily": _series(c, m_start, 86400, int(round((m_end - m_start) / 86400)))}
+            last_rating = {}
+            for (dev,) in c.execute("SELECT device_id FROM devices"):
+                row = c.execute("SELECT %s FROM events WHERE device_id = ? AND kind = 'rating'"
+                                " ORDER BY id DESC LIMIT 1" % t, (dev,)).fetchone()
+                if row:
+                    last_rating[dev] = row[0]
+            pending_by_device = dict(c.execute(
+                "SELECT device_id, count(*) FROM outbox WHERE state = 0 GROUP BY device_id").fetchall())
+            ob = {up.name: outbox.stats(c, up.name, now=now) for up in cfg.upstreams}
+            rejected = []
+            for rid, target, key, eid, dev, record, attempts, error in outbox.rejected(c, limit=REJECTED_SHOWN):
+                try:
+                    rec = json.loads(record)
+                except ValueError:
+                    rec = {}
+                rejected.append({"id": rid, "target": target, "key": key, "event_id": eid, "device_id": dev,
+                                 "projectNo": rec.get("projectNo", ""), "window": rec.get("windowId", ""),
+                                 "satisfaction": rec.get("satisfaction"), "attempts": attempts,
+                                 "error": error or ""})
+            staff_names = dict(c.execute("SELECT staff_id, staff_name FROM bindings").fetchall())
+        finally:
+            c.execute("COMMIT")
+        return {"at": now, "month": month_tab, "today": today, "bad_today": bad_today,
+                "bad_year": bad_year, "series": series, "last_rating": last_rating,
+                "pending_by_device": pending_by_device, "outbox": ob, "rejected": rejected,
+                "staff_names": staff_names}
+
+
+def _today(conn, day_start):
+    """Today's figures per window and per staff member, with the report's Tally."""
+    total = report.Tally()
+    windows, staff = {}, {}
+    for kind, score, reasons, staff_id, window in report._rows(conn, day_start, day_start + 86400):
+        total.add(kind, score, reasons)
+        windows.setdefault(window, report.Tally()).add(kind, score, reasons)
+        staff.setdefault((window, staff_id), report.Tally()).add(kind, score, reasons)
+    rows = [dict(total.as_dict(), level="total", window="", staff="")]
+    rows += [dict(windows[w].as_dict(), level="window", window=w, staff="") for w in sorted(windows)]
+    rows += [dict(staff[k].as_dict(), level="staff", window=k[0], staff=k[1]) for k in sorted(staff)]
+    return {"rows": rows}
+
+
+def _series(conn, start, step, n):
+    """[[good, bad], ...] ratings per step from start, n buckets."""
+    out = [[0, 0] for _ in range(n)]
+    t = "coalesce(press_time, received_at)"
+    for i, bad, count in conn.execute(
+            "SELECT CAST((%s - ?) / ? AS INTEGER), score <= 2, count(*) FROM events"
+            " WHERE kind = 'rating' AND %s >= ? AND %s < ? GROUP BY 1, 2" % (t, t, t),
+            (start, step, start, start + step * n)):
+        if 0 <= i < n:
+            out[i][1 if bad else 0] += count
+    return out
+
+
+def _worst(problems):
+    """Sort rank of a tile: critical 0, warning 1, anything else 2."""
+    return min([{"critical": 0, "warning": 1}.get(sev, 2) for sev, _ in problems] or [2])
+
+
+def _problems(s, now):
+    """What is wrong with one device, worst first: [(severity, text)]."""
+    out = []
+    if not s["online"]:
+        out.append(["critical", "离线"])
+    if not s["window"]:
+        out.append(["warning", "未绑定窗口"])
+    if s["stuck_buttons"]:
+        out.append(["warning", "按键卡住 " + " ".join("%d★" % x for x in s["stuck_buttons"])])
+    if s["clock_offset_s"] is not None and abs(s["clock_offset_s"]) > 2:
+        out.append(["warning", "时钟偏差 %+.0f 秒" % s["clock_offset_s"]])
+    depth = s.get("journal_depth") or 0
+    if depth > 0 and s["online"]:
+        out.append(["info", "设备日志待确认 %d" % depth])
+    if s["paired"] and not s["key_confirmed"]:
+        out.append(["info", "密钥未确认"])
+    return out

@@ -1,0 +1,1 @@
+"""The dashboard page: static files served by the gateway (gateway/dashboard.py)."""
