@@ -97,8 +97,8 @@ class Proc:
 class Api:
     """The gateway's JSON API."""
 
-    def __init__(self, port, token):
-        self.base = "http://127.0.0.1:%d" % port
+    def __init__(self, port, token, base=None):
+        self.base = (base or "http://127.0.0.1:%d" % port).rstrip("/")
         self.token = token
 
     def call(self, method, path, body=None, timeout=10.0):

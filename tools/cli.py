@@ -12,6 +12,7 @@ COMMANDS = {
     "demo": ("simulator.cli", "demo", "The whole system out of the box: gateway, broker, simulated evaluators."),
     "gateway": ("gateway.cli", "gateway", "Run the hall gateway; invitations, status and devices."),
     "sim": ("simulator.cli", "sim", "Simulated halls of real-firmware evaluators, with faults and invariants."),
+    "tool": ("tools.tool_cli", "tool", "Technician tools: flash a board, pair it with a staff account, show it."),
     "report": ("tools.report_cli", "report", "Monthly statistics tables (评价数据统计表) from the gateway database."),
 }
 

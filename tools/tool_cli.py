@@ -1,0 +1,220 @@
+"""`hcp tool`: what a technician runs in the hall — flash a board, pair it
+with one staff account, and see what the citizen will see."""
+
+import json
+import os
+import pathlib
+import tomllib
+
+import click
+
+from tools import flash as _flash
+from tools import pair as _pair
+
+
+def _progress(msg):
+    click.echo("  " + msg, err=True)
+
+
+@click.group()
+def tool():
+    """Flash boards, pair devices with staff accounts (一码一账号), inspect devices."""
+
+
+# -- flash ---------------------------------------------------------------------
+@tool.command()
+@click.option("--board", required=True, help="Board name from boards.toml (sim, esp32, pico, ...).")
+@click.option("--port", help="Serial port of a real board (mpremote), e.g. /dev/ttyACM0.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Flash directory of a sim device.")
+def flash(board, port, directory):
+    """Compile protocol/ and firmware/ with mpy-cross and install them with the
+    board's settings; verify every file by SHA-256. The device's identity,
+    key, binding, boot counter and journal are kept."""
+    if bool(port) == bool(directory):
+        raise click.UsageError("give exactly one of --port (a real board) or --dir (a sim device)")
+    click.echo("flashing board %s to %s" % (board, port or directory), err=True)
+    try:
+        files = (_flash.flash_port(board, port, _progress) if port
+                 else _flash.flash_dir(board, directory, _progress))
+    except _flash.FlashError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo("done: %d files, %d bytes" % (len(files), _size(files, directory)))
+
+
+def _size(files, directory):
+    if not directory:
+        return 0
+    return sum(os.path.getsize(os.path.join(directory, f)) for f in files)
+
+
+# -- talking to the gateway ------------------------------------------------------
+class _Gateway:
+    def __init__(self, config, api, token):
+        self.cfg = {}
+        if config and os.path.exists(config):
+            try:
+                self.cfg = tomllib.loads(pathlib.Path(config).read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as err:
+                raise click.ClickException("cannot read %s: %s" % (config, err)) from err
+        elif config and config != "hall.toml":
+            raise click.ClickException("no config file at %s" % config)
+        http = self.cfg.get("http", {})
+        listen = http.get("listen", "127.0.0.1:8780")
+        host, _, port = listen.rpartition(":")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+        self.base = api or os.environ.get("HCP_API") or "http://%s:%s" % (host, port)
+        self.token = token or os.environ.get("HCP_TOKEN") or http.get("token", "")
+
+    def call(self, method, path, body=None):
+        from simulator.procs import Api
+
+        return Api(0, self.token, base=self.base).call(method, path, body)
+
+    def need(self, method, path, body=None):
+        status, res = self.call(method, path, body)
+        if status == 0:
+            raise click.ClickException("the gateway does not answer at %s (is `hcp gateway run` up? "
+                                       "use --config or --api)" % self.base)
+        if status == 401:
+            raise click.ClickException("the gateway refused the token (use --config or --token)")
+        if status >= 400:
+            raise click.ClickException((res or {}).get("error", "HTTP %d" % status))
+        return res
+
+    def device_on_port(self, port):
+        devs = self.need("GET", "/api/devices")["devices"]
+        real = os.path.realpath(port)
+        for d in devs:
+            if d.get("link") in (port, real) or os.path.realpath(d.get("link") or "/nonexistent") == real:
+                return d["device_id"]
+        raise click.ClickException("no device has said hello on %s; is it connected and flashed?" % port)
+
+    def reasons(self):
+        from gateway.config import FALLBACK_REASONS
+
+        items = self.cfg.get("device", {}).get("reasons")
+        return [(r["code"], r["label"]) for r in items] if items else list(FALLBACK_REASONS)
+
+    def url_template(self):
+        return self.cfg.get("pairing", {}).get("url_template", _pair.DEFAULT_URL_TEMPLATE)
+
+
+def _gateway_options(f):
+    f = click.option("--token", help="API token (default: from the config, or $HCP_TOKEN).")(f)
+    f = click.option("--api", help="Gateway API base URL (default: from the config, or $HCP_API).")(f)
+    f = click.option("--config", default="hall.toml", show_default=True, type=click.Path(dir_okay=False),
+                     help="The gateway's config: API address, token, URL template, 差评 reasons.")(f)
+    return f
+
+
+# -- pair / unpair -----------------------------------------------------------------
+@tool.command()
+@click.option("--staff", "staff_id", required=True, help="Staff account id (工号).")
+@click.option("--name", "staff_name", required=True, help="Staff name as shown on the card (e.g. 王小明).")
+@click.option("--window", required=True, help="Window id (e.g. A05).")
+@click.option("--device", "device_id", help="Device id, as `hcp tool list` shows it.")
+@click.option("--port", help="The gateway's serial port the device is on (instead of --device).")
+@click.option("--replace", is_flag=True, help="Move an existing binding of this staff account, window or "
+                                              "device (audited). Without it such a pairing is refused.")
+@click.option("--url-template", help="Evaluation URL, with {staff_id} (default: [pairing] url_template of "
+                                     "the config). Upper-case alphanumeric URLs make the smallest QR codes.")
+@_gateway_options
+def pair(staff_id, staff_name, window, device_id, port, replace, url_template, config, api, token):
+    """Bind a device to one staff account at a window: creates the device key,
+    draws the staff card (name, 工号, window, QR code of the staff's
+    evaluation URL) and sends it. One code, one account: a staff account or
+    device bound elsewhere is refused, with the current binding shown."""
+    if bool(device_id) == bool(port):
+        raise click.UsageError("give exactly one of --device or --port")
+    gw = _Gateway(config, api, token)
+    if port:
+        device_id = gw.device_on_port(port)
+    dev = gw.need("GET", "/api/devices/%s" % device_id)
+    display = _display(dev.get("board") or "sim")
+    try:
+        res = _pair.pair(gw, device_id, staff_id, staff_name, window, display,
+                         url_template=url_template or gw.url_template(), reasons=gw.reasons(), replace=replace)
+    except _pair.PairError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo("paired %s with %s (%s) at window %s; QR code: %s"
+               % (device_id, staff_id, staff_name, window, res["url"]))
+
+
+def _display(board):
+    try:
+        return _flash.board_settings(board)["display"]
+    except _flash.FlashError as err:
+        raise click.ClickException("%s (the device reports board %r)" % (err, board)) from err
+
+
+@tool.command()
+@click.option("--device", "device_id", required=True, help="Device id.")
+@_gateway_options
+def unpair(device_id, config, api, token):
+    """Undo a pairing: the device shows "not paired" (audited)."""
+    gw = _Gateway(config, api, token)
+    gw.need("POST", "/api/unpair", {"device_id": device_id})
+    click.echo("unpaired %s" % device_id)
+
+
+# -- show / list -----------------------------------------------------------------
+@tool.command()
+@click.option("--device", "device_id", required=True, help="Device id.")
+@click.option("--png", type=click.Path(dir_okay=False), help="Write a PNG of what the screen shows.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Flash directory of a sim device: the PNG is its real framebuffer.")
+@_gateway_options
+def show(device_id, png, directory, config, api, token):
+    """Device facts (board, firmware, binding, health, journal depth) and,
+    with --png, a picture of its screen."""
+    gw = _Gateway(config, api, token)
+    dev = gw.need("GET", "/api/devices/%s" % device_id)
+    for key in ("device_id", "online", "board", "fw", "boot", "staff_id", "window", "reported_staff",
+                "journal_depth", "journal_free", "stuck_buttons", "clock_offset_s", "counters", "last_seen"):
+        click.echo("%-15s %s" % (key, dev.get(key)))
+    if png:
+        img = _screen(gw, device_id, directory)
+        img.convert("L").resize((img.width * 4, img.height * 4), 0).save(png)
+        click.echo("screen: %s" % png)
+
+
+def _screen(gw, device_id, directory):
+    from PIL import Image
+
+    if directory:
+        path = pathlib.Path(directory) / "screen.pbm"
+        if not path.exists():
+            raise click.ClickException("%s has no screen.pbm: is the sim device running?" % directory)
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    status, res = gw.call("GET", "/api/devices/%s/bitmaps/0" % device_id)
+    if status != 200:
+        raise click.ClickException("no card stored for %s (pair it first)" % device_id)
+    import base64
+
+    from tools import card
+
+    # The card as sent: lit pixels white, as the panel shows them.
+    return card.from_mono_hlsb(res["width"], res["height"], base64.b64decode(res["data"]))
+
+
+@tool.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+@_gateway_options
+def list_(as_json, config, api, token):
+    """All devices the gateway knows, with binding and status."""
+    gw = _Gateway(config, api, token)
+    devs = gw.need("GET", "/api/devices")["devices"]
+    if as_json:
+        click.echo(json.dumps(devs, ensure_ascii=False))
+        return
+    rows = [("DEVICE", "ONLINE", "STAFF", "WINDOW", "BOARD", "FW", "JOURNAL", "STUCK")]
+    for d in devs:
+        rows.append((d["device_id"], "yes" if d.get("online") else "NO", d.get("staff_id") or "-",
+                     d.get("window") or "-", d.get("board") or "-", d.get("fw") or "-",
+                     str(d.get("journal_depth") if d.get("journal_depth") is not None else "-"),
+                     ",".join("%d★" % s for s in d.get("stuck_buttons") or []) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
