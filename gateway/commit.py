@@ -61,7 +61,7 @@ class Committer(threading.Thread):
         self._halt = threading.Event()
         self.alarm = None  # None, or {"since": ts, "error": text}
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "records": 0, "acked": 0,
-                      "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0}
+                      "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0, "poison": 0}
         self._alarm_listeners = []
         self.ack_latency = None  # metrics.Histogram: frame received -> ACK written
 
@@ -110,7 +110,11 @@ class Committer(threading.Thread):
                     self._halt.set()
                     break
                 batch.append(item)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            except Exception:  # the thread must outlive any bug: log, drop the batch (devices resend)
+                log.exception("commit thread: batch of %d dropped", len(batch))
+                self._rollback()
 
     def _set_alarm(self, err):
         if self.alarm is None:
@@ -152,7 +156,8 @@ class Committer(threading.Thread):
         acks = {}  # dev -> [(boot, seq)]
         received = []  # receive times, for the ACK latency
         queued = 0
-        counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0}
+        counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0,
+                  "poison": 0}
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
@@ -161,7 +166,12 @@ class Committer(threading.Thread):
                     acks.setdefault(item.dev, []).append((item.msg["boot"], item.msg["event_seq"]))
                     received.append(item.received_at)
                 else:
-                    item(conn)
+                    try:
+                        item(conn)
+                    except sqlite3.Error:
+                        raise
+                    except Exception:  # a bug in a registry update must not cost the events
+                        log.exception("registry update in the commit thread")
             conn.execute("COMMIT")
         except sqlite3.Error as err:
             self._rollback()
@@ -190,15 +200,24 @@ class Committer(threading.Thread):
     def _event(self, conn, item, counts):
         m = item.msg
         eid = records.event_id(m["device_id"], m["boot"], m["event_seq"])
-        binding = item.dev.binding or {}
+        row = None
+        if m["kind"] != "uninvited":
+            row = conn.execute("SELECT device_id, staff_id, window, cases, event_id FROM invitations"
+                               " WHERE id = ?", (m["invitation"],)).fetchone()
+            if row is not None and row[0] != m["device_id"]:
+                row = None  # another device's invitation: never this one's to answer
+        if row is not None:  # the invitation's staff and window, as they were when it was opened
+            staff_id, window = row[1], row[2]
+        else:
+            binding = item.dev.binding or {}
+            staff_id, window = binding.get("staff_id", ""), binding.get("window", "")
         cur = conn.execute(
             "INSERT OR IGNORE INTO events (event_id, device_id, boot, event_seq, kind, score, reasons,"
             " invitation, device_time, uptime_ms, press_time, received_at, staff_id, window, time_source)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (eid, m["device_id"], m["boot"], m["event_seq"], m["kind"], m["score"],
              ",".join(m["reasons"]), m["invitation"], m["time"], m["uptime_ms"], item.press_time,
-             item.received_at, binding.get("staff_id", ""), binding.get("window", ""),
-             item.time_source))
+             item.received_at, staff_id, window, item.time_source))
         if cur.rowcount == 0:
             counts["duplicates"] += 1
             item.dev.duplicates += 1
@@ -208,9 +227,7 @@ class Committer(threading.Thread):
         if m["kind"] == "uninvited":
             counts["uninvited"] += 1
             return 0  # audit only
-        row = conn.execute("SELECT device_id, staff_id, window, cases, event_id FROM invitations"
-                           " WHERE id = ?", (m["invitation"],)).fetchone()
-        if row is None or row[0] != m["device_id"]:
+        if row is None:
             counts["orphans"] += 1
             log.warning("event %s answers unknown invitation %r: stored, not forwarded",
                         eid, m["invitation"])
@@ -219,16 +236,18 @@ class Committer(threading.Thread):
             counts["late"] += 1  # 一次一评: the first complete answer counted
             log.warning("event %s: invitation %s already answered by %s", eid, m["invitation"], row[4])
             return 0
-        state = "rated" if m["kind"] == "rating" else "unrated"
-        conn.execute("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
-                     (state, eid, item.received_at, m["invitation"]))
-        # The invitation's staff and window, as they were when it was opened.
-        conn.execute("UPDATE events SET staff_id = ?, window = ? WHERE event_id = ?",
-                     (row[1], row[2], eid))
         ev = {"event_id": eid, "device_id": m["device_id"], "kind": m["kind"], "score": m["score"],
               "reasons": ",".join(m["reasons"]), "press_time": item.press_time}
-        inv = {"cases": json.loads(row[3]), "staff_id": row[1], "window": row[2]}
-        built = records.build(ev, inv, self.hall)
+        try:
+            inv = {"cases": json.loads(row[3]), "staff_id": staff_id, "window": window}
+            built = records.build(ev, inv, self.hall)
+        except Exception:  # a bug or a bad row: the event is stored (and ACKed), loudly
+            counts["poison"] += 1
+            log.exception("event %s stored, but its records could not be built", eid)
+            return 0
+        conn.execute("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
+                     ("rated" if m["kind"] == "rating" else "unrated", eid, item.received_at,
+                      m["invitation"]))
         counts["records"] += len(built)
         rows = [(t, key, eid, m["device_id"], records.dumps(rec), item.received_at)
                 for key, rec in built for t in self.targets]
