@@ -5,6 +5,7 @@
     GET  /api/devices                     device summaries
     GET  /api/devices/<id>                one device
     POST /api/devices/<id>/bitmaps        {"slot", "width", "height", "data": base64, "store": true}
+    GET  /api/devices/<id>/bitmaps[/<slot>]  stored slots, or one image (base64 MONO_HLSB)
     POST /api/pair                        {"device_id", "staff_id", "window", "staff_name",
                                            "replace": false, "device_reset": false, "bitmaps": [...]}
     POST /api/unpair                      {"device_id"}
@@ -151,6 +152,14 @@ def route(gw, method, parts, body, query):
             if dev is None:
                 raise NotFound("no device %s" % p[1])
             return 200, dev.summary()
+        if len(p) == 3 and p[0] == "devices" and p[2] == "bitmaps":
+            return 200, gw.pairing.get_bitmap(p[1])
+        if len(p) == 4 and p[0] == "devices" and p[2] == "bitmaps":
+            try:
+                slot = int(p[3])
+            except ValueError as err:
+                raise InvalidRequest("slot must be an integer") from err
+            return 200, gw.pairing.get_bitmap(p[1], slot)
         if p == ["bindings"]:
             return 200, {"bindings": gw.pairing.bindings()}
         if p == ["audit"]:

@@ -220,6 +220,23 @@ class Pairing:
             raise DeviceNotConnected(str(err)) from err
         return {"device_id": device_id, "slot": slot, "frames": frames, "sent": True, "stored": store}
 
+    def get_bitmap(self, device_id, slot=None):
+        """One stored bitmap {"slot", "width", "height", "data": base64}, or
+        with slot None the list of stored slots (without data)."""
+        check_device_id(device_id)
+        with self.lock:
+            if slot is None:
+                rows = self.conn.execute("SELECT slot, width, height FROM bitmaps WHERE device_id = ?"
+                                         " ORDER BY slot", (device_id,)).fetchall()
+                return {"device_id": device_id, "bitmaps": [
+                    {"slot": r[0], "width": r[1], "height": r[2]} for r in rows]}
+            row = self.conn.execute("SELECT width, height, data FROM bitmaps WHERE device_id = ? AND slot = ?",
+                                    (device_id, slot)).fetchone()
+        if row is None:
+            raise NotFound("no bitmap in slot %d of %s" % (slot, device_id))
+        return {"device_id": device_id, "slot": slot, "width": row[0], "height": row[1],
+                "data": base64.b64encode(row[2]).decode()}
+
     def bindings(self):
         with self.lock:
             rows = self.conn.execute("SELECT device_id, staff_id, window, staff_name, bound_at FROM bindings"

@@ -120,6 +120,11 @@ def test_device_list_detail_health_and_bitmaps(hall):
                           {"slot": 1, "width": 160, "height": 64, "data": base64.b64encode(img).decode()})
     assert code == 200 and body["frames"] == 3
     dev.wait(lambda: bytes(dev.bitmaps.get(1, b"")) == img)
+    code, got = hall.api("GET", "/api/devices/EV-H/bitmaps/1")
+    assert code == 200 and (got["width"], got["height"]) == (160, 64) and base64.b64decode(got["data"]) == img
+    code, got = hall.api("GET", "/api/devices/EV-H/bitmaps")
+    assert got["bitmaps"] == [{"slot": 1, "width": 160, "height": 64}]
+    assert hall.api("GET", "/api/devices/EV-H/bitmaps/0")[0] == 404
     code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
                           {"slot": 1, "width": 160, "height": 64, "data": base64.b64encode(img[:9]).decode()})
     assert code == 400 and "1280" in body["error"]
