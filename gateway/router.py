@@ -62,6 +62,12 @@ class Router:
         self.cfg = cfg
         self.session = session
         self._seq = itertools.count(1)
+        # Taking a seq and writing the frame happen under one lock: two
+        # threads sending to one device (the commit thread's ACKs, a hello
+        # answer, the API) must not put seq 11 on the wire before seq 10, or
+        # the device refuses 10 as a replay. Writes never block (serial
+        # buffers, MQTT queues), so the lock is held for microseconds.
+        self._send_lock = threading.Lock()
         self.lock = threading.RLock()
         self.read_conn = read_conn  # for bitmaps; used under self.lock
         self.pending_invites = collections.OrderedDict()  # (device_id, seq) -> invitation id
@@ -233,9 +239,10 @@ class Router:
         if link is None or not dev.online:
             raise NotConnected("device %s is not connected" % dev.device_id)
         msg["session"] = self.session
-        msg["seq"] = next(self._seq)
-        data = M.encode(msg, dev.tx_key if use_tx_key else key)
-        link.send(data)
+        with self._send_lock:
+            msg["seq"] = next(self._seq)
+            data = M.encode(msg, dev.tx_key if use_tx_key else key)
+            link.send(data)
         return msg["seq"]
 
     def send_ack(self, dev, ids):

@@ -195,3 +195,42 @@ def test_a_device_clock_that_drifted_is_set_again(hall):
     dev.health()
     dev.wait(lambda: len(dev.got("time")) == n + 1)
     assert abs(dev.got("time")[-1]["time"] - time.time()) < 5 and dev.got("time")[-1]["tz_min"] == 480
+
+
+def test_concurrent_senders_keep_the_seq_order_on_the_wire():
+    # The commit thread (ACKs), hello answers and the API all send to one
+    # device: seqs must reach the wire in order, or the device refuses the
+    # late one as a replay. A link that takes its time to write shows it.
+    import random
+    import threading
+
+    from gateway.registry import Registry
+    from gateway.router import Link, Router
+
+    class SlowLink(Link):
+        name = "slow"
+
+        def __init__(self):
+            super().__init__()
+            self.seqs = []
+
+        def send(self, data):
+            time.sleep(random.random() * 0.002)
+            from protocol import frame as fr
+            self.seqs.append(fr.decode(bytes(data[:-1])).seq)
+
+    reg = Registry()
+    dev = reg.get("EV-S", create=True)
+    dev.link, dev.online = SlowLink(), True
+    router = Router(reg, committer=None, cfg=None, session=1)
+
+    def sender():
+        for _ in range(25):
+            router.send(dev, {"type": "cancel", "invitation": "I"})
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert dev.link.seqs == sorted(dev.link.seqs) and len(dev.link.seqs) == 100
