@@ -155,14 +155,14 @@ class Committer(threading.Thread):
         conn = self.conn
         acks = {}  # dev -> [(boot, seq)]
         received = []  # receive times, for the ACK latency
-        queued = 0
+        rows = []  # outbox rows of the whole batch: one executemany
         counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0,
                   "poison": 0}
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
                 if isinstance(item, Event):
-                    queued += self._event(conn, item, counts)
+                    self._event(conn, item, counts, rows)
                     acks.setdefault(item.dev, []).append((item.msg["boot"], item.msg["event_seq"]))
                     received.append(item.received_at)
                 else:
@@ -172,6 +172,7 @@ class Committer(threading.Thread):
                         raise
                     except Exception:  # a bug in a registry update must not cost the events
                         log.exception("registry update in the commit thread")
+            queued = outbox.add(conn, rows) if rows else 0
             conn.execute("COMMIT")
         except sqlite3.Error as err:
             self._rollback()
@@ -197,7 +198,8 @@ class Committer(threading.Thread):
             except Exception:
                 log.exception("waking forwarders")
 
-    def _event(self, conn, item, counts):
+    def _event(self, conn, item, counts, out):
+        """Store one event; append its outbox rows to `out`."""
         m = item.msg
         eid = records.event_id(m["device_id"], m["boot"], m["event_seq"])
         row = None
@@ -221,21 +223,21 @@ class Committer(threading.Thread):
         if cur.rowcount == 0:
             counts["duplicates"] += 1
             item.dev.duplicates += 1
-            return 0
+            return
         counts["events"] += 1
         item.dev.events += 1
         if m["kind"] == "uninvited":
             counts["uninvited"] += 1
-            return 0  # audit only
+            return  # audit only
         if row is None:
             counts["orphans"] += 1
             log.warning("event %s answers unknown invitation %r: stored, not forwarded",
                         eid, m["invitation"])
-            return 0
+            return
         if row[4] is not None:
             counts["late"] += 1  # 一次一评: the first complete answer counted
             log.warning("event %s: invitation %s already answered by %s", eid, m["invitation"], row[4])
-            return 0
+            return
         ev = {"event_id": eid, "device_id": m["device_id"], "kind": m["kind"], "score": m["score"],
               "reasons": ",".join(m["reasons"]), "press_time": item.press_time}
         try:
@@ -244,16 +246,15 @@ class Committer(threading.Thread):
         except Exception:  # a bug or a bad row: the event is stored (and ACKed), loudly
             counts["poison"] += 1
             log.exception("event %s stored, but its records could not be built", eid)
-            return 0
+            return
         conn.execute("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
                      ("rated" if m["kind"] == "rating" else "unrated", eid, item.received_at,
                       m["invitation"]))
         counts["records"] += len(built)
-        rows = [(t, key, eid, m["device_id"], records.dumps(rec), item.received_at)
-                for key, rec in built for t in self.targets]
-        if rows:
-            return outbox.add(conn, rows)
-        return 0
+        for key, rec in built:
+            text = records.dumps(rec)
+            for t in self.targets:
+                out.append((t, key, eid, m["device_id"], text, item.received_at))
 
 
 class Checkpointer(threading.Thread):

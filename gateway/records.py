@@ -50,32 +50,35 @@ def build(ev, invitation, hall):
         return []
     rated = ev["kind"] == "rating"
     eid = ev["event_id"]
+    # What every case of the invitation shares, built once.
+    base = {
+        "assessNumber": 1,
+        "evalDetail": ev["reasons"] if rated else "",
+        "pf": hall.pf,
+        "assessTime": local_time(ev["press_time"], hall.tz_offset_min),
+        "areaCode": hall.areaCode,
+        "deptCode": hall.deptCode,
+        "proManager": invitation["staff_id"],
+        "windowId": invitation["window"],
+        "deviceId": ev["device_id"],
+        "eventId": eid,
+        "rated": rated,
+    }
+    if rated:
+        base["satisfaction"] = SATISFACTION[ev["score"]]
     out = []
     for i, case in enumerate(invitation["cases"], 1):
-        rec = {
-            "projectNo": case["projectNo"],
-            "serviceNumber": case.get("serviceNumber", ""),
-            "taskCode": case.get("taskCode", ""),
-            "assessNumber": 1,
-            "evalDetail": ev["reasons"] if rated else "",
-            "pf": hall.pf,
-            "assessTime": local_time(ev["press_time"], hall.tz_offset_min),
-            "areaCode": hall.areaCode,
-            "deptCode": hall.deptCode,
-            "proManager": invitation["staff_id"],
-            "windowId": invitation["window"],
-            "deviceId": ev["device_id"],
-            "eventId": eid,
-            "rated": rated,
-            "idempotencyKey": "%s/%d" % (eid, i),
-        }
-        if rated:
-            rec["satisfaction"] = SATISFACTION[ev["score"]]
-        # Other case fields the counter system gave (e.g. deptCode of the
-        # matter) pass through unless they would overwrite ours.
+        key = "%s/%d" % (eid, i)
+        rec = {"projectNo": case["projectNo"], "serviceNumber": case.get("serviceNumber", ""),
+               "taskCode": case.get("taskCode", "")}
+        rec.update(base)
+        rec["idempotencyKey"] = key
+        # Other case fields the counter system gave (e.g. the matter's name)
+        # pass through unless they would overwrite ours.
         for k, v in case.items():
-            rec.setdefault(k, v)
-        out.append((rec["idempotencyKey"], rec))
+            if k not in rec:
+                rec[k] = v
+        out.append((key, rec))
     return out
 
 
