@@ -140,7 +140,7 @@ class Pairing:
                 other = self.registry.get(c["device_id"])
                 if other is not None:
                     other.binding = None
-            dev = self.registry.get(device_id, create=True)
+            dev = self.registry.get(device_id, create=True, force=True)
             dev.prev_key = hmac256.Key(held) if held else None
             dev.key = hmac256.Key(key)
             dev.key_confirmed = False

@@ -98,8 +98,13 @@ def stuck_buttons(mask):
     return [5 - i for i in range(5) if mask >> i & 1]
 
 
+MAX_DEVICES = 10_000  # a hall has hundreds; beyond this, unknown ids are refused (`too_many`)
+
+
 class Registry:
-    """All devices, by id and by window. Thread-safe for lookups and updates."""
+    """All devices, by id and by window. Thread-safe for lookups and updates.
+    New ids are only created up to MAX_DEVICES, so a flood of made-up hellos
+    (anyone can publish to an MQTT topic) cannot exhaust memory or the disk."""
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -112,12 +117,16 @@ class Registry:
             if dev is not None:
                 dev.count_rejected(kind)
 
-    def get(self, device_id, create=False):
+    def get(self, device_id, create=False, force=False):
+        """The device, or None. create: a new one (up to MAX_DEVICES, or
+        beyond with force: pairing and loading never refuse)."""
         dev = self.devices.get(device_id)
         if dev is None and create:
             with self.lock:
                 dev = self.devices.get(device_id)
                 if dev is None:
+                    if len(self.devices) >= MAX_DEVICES and not force:
+                        return None
                     dev = self.devices[device_id] = Device(device_id)
         return dev
 
@@ -138,7 +147,7 @@ class Registry:
             for row in conn.execute(
                     "SELECT device_id, first_seen, last_seen, fw, board, boot, reported_staff, health,"
                     " clock_offset_s, key, prev_key, key_confirmed FROM devices"):
-                dev = self.get(row[0], create=True)
+                dev = self.get(row[0], create=True, force=True)
                 (dev.first_seen, dev.last_seen, dev.fw, dev.board, dev.boot,
                  dev.reported_staff) = row[1:7]
                 dev.health = json.loads(row[7] or "{}")
@@ -149,7 +158,7 @@ class Registry:
                 dev.tx_key = dev.key if dev.key_confirmed else dev.prev_key
             for device_id, staff_id, window, name in conn.execute(
                     "SELECT device_id, staff_id, window, staff_name FROM bindings"):
-                dev = self.get(device_id, create=True)
+                dev = self.get(device_id, create=True, force=True)
                 dev.binding = {"staff_id": staff_id, "window": window, "staff_name": name}
 
 

@@ -105,9 +105,10 @@ class Router:
         if link.expect_device is not None and device_id != link.expect_device:
             self.registry.count_rejected("topic")
             return
-        dev = self.registry.get(device_id, create=code in (M.HELLO, M.HEALTH))
+        create = code in (M.HELLO, M.HEALTH)
+        dev = self.registry.get(device_id, create=create)
         if dev is None:
-            self.registry.count_rejected("unpaired")
+            self.registry.count_rejected("too_many" if create else "unpaired")
             return
         with self.lock:
             if not self._accept(dev, fr, msg):

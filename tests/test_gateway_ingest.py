@@ -234,3 +234,18 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
     for t in threads:
         t.join(30)
     assert dev.link.seqs == sorted(dev.link.seqs) and len(dev.link.seqs) == 100
+
+
+def test_a_flood_of_made_up_devices_is_capped(hall, monkeypatch):
+    from gateway import registry
+
+    monkeypatch.setattr(registry, "MAX_DEVICES", 3)
+    dev = connect(hall.device("EV-F0"))
+    for i in range(1, 6):
+        FakeDevice = type(dev)
+        FakeDevice("EV-F%d" % i, dev.t).hello()
+    wait_for(lambda: hall.gw.registry.rejected.get("too_many", 0) >= 3, what="too_many counted")
+    assert len(hall.gw.registry.devices) == 3
+    # Pairing is never refused by the cap.
+    code, _ = hall.api("POST", "/api/pair", {"device_id": "EV-NEW", "staff_id": "S", "window": "W"})
+    assert code == 201 and hall.gw.registry.get("EV-NEW") is not None
