@@ -43,6 +43,16 @@ class Event:
         self.time_source = time_source
 
 
+class Control:
+    """fn(conn) to run in the commit thread outside any transaction (PRAGMAs:
+    the database cap, tests' read-only switch)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
 class Committer(threading.Thread):
     """conn: the writer connection (owned by this thread from start()).
     targets: names of the upstream targets (one outbox row each per record).
@@ -76,6 +86,10 @@ class Committer(threading.Thread):
     def call(self, fn):
         """Run fn(conn) inside the next transaction (registry updates)."""
         self.q.put(fn)
+
+    def control(self, fn):
+        """Run fn(conn) in this thread before the next batch, outside a transaction."""
+        self.q.put(Control(fn))
 
     def on_alarm(self, fn):
         """fn(alarm_or_None) on every alarm change."""
@@ -153,6 +167,16 @@ class Committer(threading.Thread):
 
     def _commit(self, batch):
         conn = self.conn
+        if any(isinstance(item, Control) for item in batch):
+            for item in batch:
+                if isinstance(item, Control):
+                    try:
+                        item.fn(conn)
+                    except Exception:
+                        log.exception("control in the commit thread")
+            batch = [item for item in batch if not isinstance(item, Control)]
+            if not batch:
+                return
         acks = {}  # dev -> [(boot, seq)]
         received = []  # receive times, for the ACK latency
         rows = []  # outbox rows of the whole batch: one executemany

@@ -159,7 +159,7 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     first = dev.press(1)
     dev.wait(lambda: first in dev.acked)
     pages = rows(hall.db, "PRAGMA page_count")[0][0]
-    hall.gw.committer.call(lambda conn: conn.execute("PRAGMA max_page_count = %d" % pages))
+    hall.gw.committer.control(lambda conn: conn.execute("PRAGMA max_page_count = %d" % pages))
     deadline = time.monotonic() + 15
     while hall.gw.committer.alarm is None:  # until the pages run out
         assert time.monotonic() < deadline, hall.gw.committer.stats
@@ -174,7 +174,7 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     assert set(dev.acked) <= stored  # nothing ACKed that is not durable
     assert dev.journal  # the device keeps what was not ACKed
     # Space returns: the next resend goes through and the alarm clears.
-    hall.gw.committer.call(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+    hall.gw.committer.control(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
     deadline = time.monotonic() + 10
     while dev.journal and time.monotonic() < deadline:
         dev.resend()
@@ -249,3 +249,21 @@ def test_a_flood_of_made_up_devices_is_capped(hall, monkeypatch):
     # Pairing is never refused by the cap.
     code, _ = hall.api("POST", "/api/pair", {"device_id": "EV-NEW", "staff_id": "S", "window": "W"})
     assert code == 201 and hall.gw.registry.get("EV-NEW") is not None
+
+
+def test_a_read_only_database_stops_acks_and_recovers(hall):
+    dev = connect(hall.device("EV-R"))
+    pair(hall, dev, "S-R", "A-R")
+    hall.gw.committer.control(lambda conn: conn.execute("PRAGMA query_only = ON"))  # SQLITE_READONLY
+    eid = dev.press(4)
+    wait_for(lambda: hall.gw.committer.alarm is not None, what="storage alarm")
+    assert "readonly" in hall.gw.committer.alarm["error"]
+    dev.poll(0.3)
+    assert eid not in dev.acked and dev.journal
+    hall.gw.committer.control(lambda conn: conn.execute("PRAGMA query_only = OFF"))
+    deadline = time.monotonic() + 10
+    while dev.journal and time.monotonic() < deadline:
+        dev.resend()
+        dev.poll(0.2)
+    assert eid in dev.acked
+    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
