@@ -17,7 +17,7 @@ Acceptance, per device:
   pairing was interrupted (key created, never seen used), answered with the
   `bind` it missed.
 Everything else is dropped and counted under its kind (`untagged`, `badtag`,
-`replay`, `unpaired`, `direction`, `topic`, `unknown`).
+`replay`, `unpaired`, `direction`, `topic`, `unknown`, `too_many`).
 """
 
 import collections
