@@ -78,6 +78,9 @@ def test_wifi_device_over_mqtt_is_the_same_device_on_serial(tmp_path, mosquitto)
         assert gw.gw.registry.get("EV-M").link.name.startswith("serial:")
         code, d = gw.api("GET", "/api/devices/EV-M")
         assert d["rejected"] == {} and d["events"] == 3
+        # Heartbeats stop: offline, published retained.
+        gw.gw.monitor.tick(now=gw.gw.registry.get("EV-M").last_seen + 91)
+        wait_for(lambda: watch.get("hcp/hall-1/dev/EV-M/availability") == b"offline", what="device offline")
         watch.close()
         mt.close()
         pt.close()
