@@ -23,6 +23,7 @@ from gateway import db, outbox
 from gateway.api import Api
 from gateway.commit import Checkpointer, Committer
 from gateway.dashboard import Dashboard
+from gateway.errors import GatewayError
 from gateway.health import Monitor
 from gateway.invitations import Invitations
 from gateway.pairing import Pairing
@@ -57,6 +58,13 @@ class Gateway:
         return c
 
     def start(self):
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # whatever started, stopped again
+            raise
+
+    def _start(self):
         cfg = self.cfg
         writer = db.open_db(cfg.db_path)
         self._conns.append(writer)
@@ -102,7 +110,11 @@ class Gateway:
         self.dashboard.start()
         self.serial = SerialIngest(cfg.serial, self.router)
         self.serial.start()
-        self.api = Api(self, cfg.http_host, cfg.http_port, cfg.token)
+        try:
+            self.api = Api(self, cfg.http_host, cfg.http_port, cfg.token)
+        except OSError as err:
+            raise GatewayError("cannot listen on %s:%d (http.listen): %s"
+                               % (cfg.http_host, cfg.http_port, err.strerror or err)) from err
         self.api.start()
         log.info("gateway %s started: session %d, API on %s:%d, %d serial pattern(s), %d upstream(s)",
                  cfg.hall.id, self.session, cfg.http_host, self.api.port, len(cfg.serial.ports),
