@@ -79,7 +79,7 @@ class Histogram:
         counts = list(self.counts)
         out = ["# HELP %s %s" % (name, help_text), "# TYPE %s histogram" % name]
         acc = 0
-        for bound, c in zip(self.bounds, counts):
+        for bound, c in zip(self.bounds, counts[:-1], strict=True):
             acc += c
             out.append('%s_bucket{le="%s"} %d' % (name, _num(bound), acc))
         acc += counts[-1]
