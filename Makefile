@@ -32,17 +32,20 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]' 2>&1 | $(QUIET_PIP)
-	$(BIN)/python -c "import click, serial, paho.mqtt, sqlite_utils, segno, zxingcpp, hypothesis" \
+	$(BIN)/python -c "import click, serial, paho.mqtt, sqlite_utils, segno, zxingcpp, hypothesis, playwright" \
 		&& test -x $(BIN)/micropython
 	touch $(STAMP)
 
-# Debian packages: a real Mosquitto broker process for the tests, and GNU
-# Unifont, the CJK bitmap font the staff cards are drawn with (demo and tests).
+# Debian packages: a real Mosquitto broker process and Chromium (the
+# dashboard test drives it headless) for the tests, and GNU Unifont, the CJK
+# bitmap font the staff cards are drawn with (demo and tests).
 APT_INSTALL := apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q
 
 system-deps: font-deps
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 		echo "installing mosquitto (Debian package)"; $(APT_INSTALL) mosquitto; }
+	@test -x /usr/bin/chromium || { \
+		echo "installing chromium (Debian package, for the dashboard test)"; $(APT_INSTALL) chromium; }
 
 font-deps:
 	@test -e /usr/share/fonts/opentype/unifont/unifont.otf || { \

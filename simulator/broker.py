@@ -11,6 +11,7 @@ broker's (MEASURED.md).
 """
 
 import argparse
+import getpass
 import os
 import shutil
 import signal
@@ -49,7 +50,7 @@ def mosquitto_path():
 class BrokerProcess:
     """A broker on 127.0.0.1:port. kind is "mosquitto" or "amqtt"."""
 
-    def __init__(self, workdir, port=None, kind="auto"):
+    def __init__(self, workdir, port=None, kind="auto", persistent=False):
         if kind == "auto":
             kind = "mosquitto" if mosquitto_path() else "amqtt"
         if kind not in ("mosquitto", "amqtt"):
@@ -57,6 +58,10 @@ class BrokerProcess:
         if kind == "mosquitto" and not mosquitto_path():
             raise RuntimeError("mosquitto is not installed (Debian package `mosquitto`; `make test` installs it)")
         self.kind = kind
+        # persistent: Mosquitto saves sessions and queued QoS 1 messages to
+        # disk when it stops, so a restart loses nothing it had accepted
+        # (what a production broker does; amqtt has no persistence).
+        self.persistent = persistent and kind == "mosquitto"
         self.workdir = str(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -72,7 +77,17 @@ class BrokerProcess:
             f.write("allow_anonymous true\n")
             f.write("max_queued_messages 0\n")  # 0 = unlimited
             f.write("max_inflight_messages 0\n")
-            f.write("persistence false\n")
+            if self.persistent:
+                store = os.path.join(self.workdir, "mosquitto-%d" % self.port)
+                os.makedirs(store, exist_ok=True)
+                f.write("persistence true\n")
+                f.write("persistence_location %s/\n" % store)
+                f.write("autosave_interval 3600\n")  # saved on every graceful stop anyway
+            else:
+                f.write("persistence false\n")
+            # Run as root, Mosquitto drops to user "mosquitto", who may not
+            # write our directory: stay who we are.
+            f.write("user %s\n" % getpass.getuser())
         return [mosquitto_path(), "-c", conf]
 
     def start(self, timeout=15.0):
@@ -102,7 +117,8 @@ class BrokerProcess:
             self.proc.wait()
 
     def restart(self):
-        self.kill()
+        """Stop (SIGTERM: a persistent broker saves its queues) and start again."""
+        self.stop()
         return self.start()
 
     def __enter__(self):

@@ -34,8 +34,9 @@ def sim():
               help="Mosquitto when installed, else the embedded amqtt broker.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep logs, flash dirs and databases here.")
 @click.option("--max-seconds", default=900, show_default=True, help="Stop the actors after this long.")
+@click.option("--heap", default="64K", show_default=True, help="MicroPython heap of every device (-X heapsize).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (progress goes to stderr).")
-def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, as_json):
+def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, as_json):
     """Run a hall of DEVICES evaluators through RATINGS invitations with FAULTS,
     then check the invariants of DESIGN.md §6. Exit status 1 if any breaks."""
     def progress(msg):
@@ -43,7 +44,8 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
 
     try:
         report = _fleet.run(devices=devices, ratings=ratings, seed=seed, faults=faults, noise_rate=noise_rate,
-                            workdir=workdir, progress=progress, broker=broker, max_s=max_seconds)
+                            workdir=workdir, progress=progress, broker=broker, max_s=max_seconds,
+                            heap=heap)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

@@ -184,7 +184,7 @@ def _one_code_one_account(hall):
 
 
 def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=None, progress=None,
-        broker="auto", drain_s=120.0, max_s=900.0):
+        broker="auto", drain_s=120.0, max_s=900.0, heap="64K"):
     import tempfile
 
     say = progress or (lambda msg: None)
@@ -196,7 +196,7 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="hcp-sim-")
         workdir = tmp.name
-    hall = SimHall(workdir, devices=devices, seed=seed, broker=broker)
+    hall = SimHall(workdir, devices=devices, seed=seed, broker=broker, heap=heap)
     t0 = time.monotonic()
     try:
         hall.start(progress=say)

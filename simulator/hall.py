@@ -26,6 +26,7 @@ from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
 from simulator.device import SimDevice
 from simulator.wire import Line, Relay
+from tools import flash
 from tools import pair as pairing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -84,13 +85,20 @@ class SimHall:
     def start(self, progress=None):
         say = progress or (lambda msg: None)
         self.relay = Relay().start()
+        # Every device runs the firmware as flashed: compiled once, installed
+        # into each device's flash directory (tools/flash.py).
+        bundle = self.workdir / "bundle"
+        files = flash.build("sim", bundle)
+        say("firmware: compiled %d files with mpy-cross" % len(files))
         for i in range(self.n):
             line = self.relay.add(Line("dev%03d" % i, rate=0.0, seed=self.seed * 1000 + i))
-            dev = SimDevice("dev%03d" % i, self.workdir / "devices" / ("dev%03d" % i), line, heap=self.heap)
+            fdir = self.workdir / "devices" / ("dev%03d" % i)
+            flash.install(bundle, files, fdir)
+            dev = SimDevice("dev%03d" % i, fdir, line, heap=self.heap, main=fdir / "main.py")
             name = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
             self.windows.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), name))
         say("broker: starting (%s)" % self.broker_kind)
-        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind).start()
+        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True).start()
         say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
         self.receivers["http"] = procs.http_receiver(self.workdir).start()
         self.receivers["mqtt"] = procs.mqtt_receiver(self.workdir, self.broker.port, "hcp/records/#").start()
@@ -134,7 +142,7 @@ class SimHall:
             status, body = self.api.call("GET", "/api/devices")
             if status == 200:
                 for d in body["devices"]:
-                    w = by_port.get(d.get("link"))
+                    w = by_port.get((d.get("link") or "").split(":", 1)[-1])  # "serial:/dev/pts/3"
                     if w is not None and not w.device_id:
                         w.device_id = d["device_id"]
                 missing = [w for w in self.windows if not w.device_id]
@@ -198,7 +206,10 @@ class SimHall:
         self.gateway.start()
 
     def restart_broker(self, off_s=0.5):
-        self.broker.kill()
+        # An operator's restart: the persistent broker saves what it queued
+        # for the upstream subscriber. (kill -9 of a broker loses messages it
+        # already PUBACKed; no gateway can prevent that, a clustered broker does.)
+        self.broker.stop()
         self._count("broker-restart")
         time.sleep(off_s)
         self.broker.start()

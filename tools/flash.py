@@ -119,18 +119,18 @@ def build(board, out_dir, progress=None):
     return files
 
 
-def _atomic_copy(src, dst):
+def _atomic_copy(src, dst, sync=True):
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    if sync:
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
     os.replace(tmp, dst)
 
 
 def flash_dir(board, target, progress=None):
     """Flash a `sim` device whose flash is the directory `target`. Returns the manifest."""
-    say = progress or (lambda msg: None)
     settings = board_settings(board)
     if settings.get("hal") != "hal_sim":
         raise FlashError("board %r is real hardware: flash it with --port, not --dir" % board)
@@ -140,10 +140,20 @@ def flash_dir(board, target, progress=None):
     check_vm_version()
     with tempfile.TemporaryDirectory(prefix="hcp-flash-") as tmp:
         files = build(board, tmp, progress)
-        old = _read_manifest(target / MANIFEST)
-        for i, rel in enumerate(sorted(files), 1):
-            _atomic_copy(pathlib.Path(tmp) / rel, target / rel)
-            say("copy    %2d/%d %s" % (i, len(files), rel))
+        return install(tmp, files, target, progress)
+
+
+def install(bundle, files, target, progress=None):
+    """Copy a built bundle ({path: sha256} in directory `bundle`) into the
+    flash directory `target`: atomically per file, stale code removed,
+    state kept, every file verified. The simulator builds once and installs
+    into many devices."""
+    say = progress or (lambda msg: None)
+    target = pathlib.Path(target)
+    old = _read_manifest(target / MANIFEST)
+    for i, rel in enumerate(sorted(files), 1):
+        _atomic_copy(pathlib.Path(bundle) / rel, target / rel)
+        say("copy    %2d/%d %s" % (i, len(files), rel))
     for rel in sorted(set(old) - set(files)):
         try:
             (target / rel).unlink()

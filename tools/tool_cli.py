@@ -85,7 +85,8 @@ class _Gateway:
         devs = self.need("GET", "/api/devices")["devices"]
         real = os.path.realpath(port)
         for d in devs:
-            if d.get("link") in (port, real) or os.path.realpath(d.get("link") or "/nonexistent") == real:
+            link = (d.get("link") or "").split(":", 1)[-1]  # "serial:/dev/ttyUSB0"
+            if link and (link == port or os.path.realpath(link) == real):
                 return d["device_id"]
         raise click.ClickException("no device has said hello on %s; is it connected and flashed?" % port)
 

@@ -26,28 +26,10 @@ class PersistentMosquitto(BrokerProcess):
     loses what the broker held in memory: that is the broker's contract.)"""
 
     def __init__(self, workdir, port=None):
-        super().__init__(workdir, port=port, kind="mosquitto")
-
-    def _command(self):
-        conf = os.path.join(self.workdir, "mosquitto-p-%d.conf" % self.port)
-        store = os.path.join(self.workdir, "mosq-%d" % self.port)
-        os.makedirs(store, exist_ok=True)
-        with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\n" % self.port)
-            f.write("allow_anonymous true\n")
-            f.write("max_queued_messages 0\n")
-            f.write("max_inflight_messages 0\n")
-            f.write("persistence true\n")
-            f.write("persistence_location %s/\n" % store)
-            f.write("autosave_interval 3600\n")
-            # run as root, Mosquitto would drop to user "mosquitto", who may
-            # not write the test's directory: stay who we are
-            f.write("user %s\n" % getpass.getuser())
-        return [mosquitto_path(), "-c", conf]
+        super().__init__(workdir, port=port, kind="mosquitto", persistent=True)
 
     def graceful_restart(self):
-        self.stop()
-        return self.start()
+        return self.restart()
 
 
 class Receiver:
