@@ -1,9 +1,11 @@
 # The device at run time: the main loop and the glue between the parts.
-# boot.py builds it (and is then dropped from RAM); fields set there:
+# The device is a singleton, so it is this module: its state is the
+# module's globals, and the other parts get it as `dev` (a class and its
+# instance dict would cost heap for nothing). boot.py fills in:
 #
-#   hal, journal, store-backed settings (device_id, staff_id, window),
-#   boot (this boot's number = the link session), buttons, ev (the
-#   evaluator), screen, link, heartbeat_ms
+#   hal (the board module), board, journal, boot (this boot's number, the
+#   link's session), device_id, staff_id, window, buttons, ev (the
+#   evaluator), screen, link
 #
 # The loop sleeps in hal.wait() until the line or a button has something,
 # or until the nearest timer (debounce, stuck, invitation, thanks, hello,
@@ -13,105 +15,113 @@
 import gc
 import time
 
-from firmware import VERSION, orders
+from firmware import VERSION as fw  # noqa: F401  (read by link and screen)
+from firmware import orders
 from firmware.journal import RATING
 from firmware.rating import IDLE, NAMES
 
+event_seq = 0  # the last event id given in this boot
+heartbeat_ms = 30000
+wall = 0  # Unix time at uptime 0, once the gateway set the clock
+tz_min = 0
+lost = 0  # events the journal could not take
+gw_errors = 0  # error frames from the gateway
+dirty = True  # something on screen changed
+view = None
+version = -1
+dev = link = None  # dev: this module, for the other parts (set by boot.py)
+hal = board = journal = boot = device_id = staff_id = window = None
+buttons = ev = screen = None
+_t = time.ticks_ms()
+_up = 0
 
-class Device:
-    fw = VERSION
 
-    def __init__(self):
-        self.event_seq = 0  # the last event id given in this boot
-        self.heartbeat_ms = 30000
-        self.wall = 0  # Unix time at uptime 0, once the gateway set the clock
-        self.tz_min = 0
-        self.lost = 0  # events the journal could not take
-        self.gw_errors = 0  # error frames from the gateway
-        self.dirty = True  # something on screen changed
-        self.view = None
-        self.version = -1
-        self.link = None
-        self.t = time.ticks_ms()
-        self.up = 0
+def now():
+    """Uptime in ms, never wrapping (ticks_ms wraps; this does not)."""
+    global _t, _up
+    t = time.ticks_ms()
+    _up += time.ticks_diff(t, _t)
+    _t = t
+    return _up
 
-    def now(self):
-        """Uptime in ms, never wrapping (ticks_ms wraps; this does not)."""
-        t = time.ticks_ms()
-        self.up += time.ticks_diff(t, self.t)
-        self.t = t
-        return self.up
 
-    def clock(self, at):
-        """Unix time at uptime `at` ms, or 0 while the clock was never set."""
-        return (self.wall + at // 1000) & 0xFFFFFFFF if self.wall else 0
+def clock(at):
+    """Unix time at uptime `at` ms, or 0 while the clock was never set."""
+    return (wall + at // 1000) & 0xFFFFFFFF if wall else 0
 
-    # The evaluator's sink.
 
-    def record(self, kind, score, reasons, invitation, at):
-        """Journal one event; True once it is durable on flash."""
-        try:
-            s = self.journal.append(self.boot, self.event_seq + 1, kind, score, reasons,
-                                    invitation, self.clock(at), at)
-        except (OSError, ValueError):
-            s = -1
-        if s < 0:
-            self.lost += 1
-            return False
-        self.event_seq += 1
-        return True
+# The evaluator's sink.
 
-    def has_room(self):
-        return self.journal.has_room(RATING)
 
-    def paired(self):
-        return bool(self.staff_id) and self.link.key is not None
+def record(kind, score, reasons, invitation, at):
+    """Journal one event; True once it is durable on flash."""
+    global event_seq, lost
+    try:
+        s = journal.append(boot, event_seq + 1, kind, score, reasons, invitation,
+                           clock(at), at)
+    except (OSError, ValueError):
+        s = -1
+    if s < 0:
+        lost += 1
+        return False
+    event_seq += 1
+    return True
 
-    def redraw(self):
-        v = self.ev.state
-        if v != IDLE:
-            v = NAMES[v]
-        elif not self.has_room():
-            v = "full"
-        else:
-            v = "idle" if self.paired() else "unpaired"
-        if v != self.view or self.ev.version != self.version or self.dirty:
-            self.view = v
-            self.version = self.ev.version
-            self.dirty = False
-            self.screen.draw(v, self)
-            self.hal.show(self.screen.buf, v)
 
-    def run(self):
-        hal = self.hal
-        link = self.link
-        btn = self.buttons
-        link.start(self.now())
-        self.redraw()
-        gc.collect()
-        hal.ready(self)
-        while True:
-            now = self.now()
-            for _ in range(16):  # bounded: a flooded line cannot starve buttons
-                data = hal.read()
-                if not data:
-                    break
-                for msg in link.receive(data, now):
-                    orders.obey(self, msg, now)
-            hal.scan(btn, now)
-            if btn.update(now) and link.up:
-                link.health(now)  # a stuck (or freed) button is news for the admin
-            q = btn.queue
-            if q:
-                btn.queue = []
-                for i in q:
-                    self.ev.press(5 - i, now)
-            self.ev.tick(now)
-            link.poll(now)
-            self.redraw()
-            now = self.now()
-            w = 1000  # the longest sleep
-            for d in (btn.due(now), self.ev.due(now), link.due(now)):
-                if 0 <= d < w:
-                    w = d
-            hal.wait(w)
+def has_room():
+    return journal.has_room(RATING)
+
+
+def paired():
+    return bool(staff_id) and link.key is not None
+
+
+def redraw():
+    global view, version, dirty
+    v = ev.state
+    if v != IDLE:
+        v = NAMES[v]
+    elif not has_room():
+        v = "full"
+    else:
+        v = "idle" if paired() else "unpaired"
+    if v != view or ev.version != version or dirty:
+        view = v
+        version = ev.version
+        dirty = False
+        screen.draw(v, dev)
+        hal.show(screen.buf, v)
+
+
+def run():
+    btn = buttons
+    link.start(now())
+    redraw()
+    gc.collect()
+    print("hcp-fw %s ready: %s boot %d" % (fw, device_id, boot))
+    while True:
+        t = now()
+        for _ in range(16):  # bounded: a flooded line cannot starve buttons
+            data = hal.read()
+            if not data:
+                break
+            for msg in link.receive(data, t):
+                orders.obey(dev, msg, t)
+        hal.scan(btn, t)
+        if btn.update(t) and link.up:
+            link.health(t)  # a stuck (or freed) button is news for the admin
+        q = btn.queue
+        if q:
+            btn.queue = []
+            for i in q:
+                ev.press(5 - i, t)
+        ev.tick(t)
+        link.poll(t)
+        redraw()
+        t = now()
+        w = 1000  # the longest sleep
+        for d in (btn.due(t), ev.due(t), link.due(t)):
+            if 0 <= d < w:
+                w = d
+        hal.wait(w)
+

@@ -16,21 +16,21 @@ from binascii import unhexlify
 from firmware import store
 
 
-def start(argv):
+def start(argv, reader):
+    # `reader`: the protocol Reader, made by main.py before anything else
+    # could split the heap (its 2 KB buffer needs one contiguous block).
     opts = {}
     for i in range(0, len(argv) - 1, 2):
         opts[argv[i].lstrip("-")] = argv[i + 1]
     store.ROOT = opts.get("flash", ".") + "/"
     settings = store.get("board") or {}
     if opts.get("board", settings.get("name", "sim" if "uart" in opts else "")) == "sim":
-        from firmware import hal_sim
-
-        hal = hal_sim.Board(opts.get("uart"), settings)
+        from firmware import hal_sim as hal
     else:
-        from firmware import hal_machine
-
-        hal = hal_machine.Board(settings)
-        store.ROOT = hal.flash + "/"
+        from firmware import hal_machine as hal
+    hal.init(settings, opts)
+    store.ROOT = hal.flash + "/"
+    fbuf = bytearray((hal.width + 7) // 8 * hal.height)  # the screen, early too
     gc.collect()
 
     from firmware.recover import open_journal
@@ -45,31 +45,43 @@ def start(argv):
     boot += 1
     store.atomic(store.ROOT + "boot", str(boot))
 
-    from firmware import app, orders
-    from firmware.buttons import Buttons
-    from firmware.link import Link
-    from firmware.rating import Evaluator
-    from firmware.screen import Screen
+    # One module at a time, collecting in between: what a compile leaves
+    # behind is freed before the next one starts, and holes fill from the
+    # bottom of the heap up.
+    gc.collect()
+    from firmware import link
 
-    dev = app.Device()
-    dev.hal = hal
-    dev.board = hal.name
-    dev.journal = j
-    dev.boot = boot
+    gc.collect()
+    from firmware import app
+
+    gc.collect()
+    from firmware import orders, screen
+
+    gc.collect()
+    from firmware.buttons import Buttons
+    from firmware.rating import Evaluator
+
+    app.dev = app
+    app.hal = hal
+    app.board = hal.name
+    app.journal = j
+    app.boot = boot
     d = store.get("device")
     if not d:
         d = {"device_id": hal.make_id()}
         store.put("device", d)
-    dev.device_id = d["device_id"]
+    app.device_id = d["device_id"]
     d = store.get("pair") or {}
-    dev.staff_id = d.get("staff_id", "")
-    dev.window = d.get("window", "")
-    dev.buttons = Buttons(hal.debounce_ms, hal.stuck_ms)
-    dev.ev = Evaluator(dev)
+    app.staff_id = d.get("staff_id", "")
+    app.window = d.get("window", "")
+    app.buttons = Buttons(hal.debounce_ms, hal.stuck_ms)
+    app.ev = Evaluator(app)
+    screen.init(hal.width, hal.height, fbuf)
+    app.screen = screen
+    link.init(app, reader)
+    link.set_key(unhexlify(d.get("key", "")))
+    app.link = link
     cfg = store.get("config")
     if cfg:
-        orders.configure(dev, cfg, 0)
-    dev.screen = Screen(hal.width, hal.height)
-    dev.link = Link(dev)
-    dev.link.set_key(unhexlify(d.get("key", "")))
-    return dev
+        orders.configure(app, cfg, 0)
+    return app

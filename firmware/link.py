@@ -13,6 +13,7 @@
 #   older (session, seq), is refused with `error` 2 and counted.
 #
 # Frame seq counts from 1 in each boot; the session is the boot number.
+# The link is a singleton: its state is this module's globals.
 # Messages are built from the protocol's own field table (out()), which
 # keeps the field names out of this module: RAM on the device.
 
@@ -22,7 +23,6 @@ from protocol import frame, messages
 from protocol.errors import AuthError, ProtocolError
 from protocol.fields import KINDS
 from protocol.hmac256 import Key
-from protocol.reader import Reader
 
 try:
     from micropython import const
@@ -36,145 +36,168 @@ _HELLO = const(0x01)
 _EVENT = const(0x02)
 _HEALTH = const(0x03)
 _ERROR = const(0x7F)
-_WINDOW = const(8)
-_FORGOTTEN = const(3)
+_WINDOW = const(8)  # events in flight at most
+_FORGOTTEN = const(3)  # silent retransmit rounds before a new hello
+
+dev = None  # the device (firmware.app), set by init()
+seq = 0
+key = None  # protocol.hmac256.Key once paired
+reader = peer = sent = None
+up = False  # the gateway has answered since the last hello
+t_hello = gap = t_retx = t_health = 0
+backoff = 1000
+quiet = 0  # retransmit rounds with nothing heard
+bad = 0  # frames that failed their checks
+refused = 0  # frames refused for authentication or replay
 
 
+def init(device, rd):
+    global dev, reader, peer, sent
+    dev = device
+    reader = rd  # a protocol.reader.Reader
+    peer = frame.Replay()  # the gateway's last (session, seq)
+    sent = bytearray(device.journal.slots)  # slot sent in this round
 
-class Link:
-    def __init__(self, dev):
-        self.dev = dev
-        self.seq = 0
-        self.key = None
-        self.reader = Reader()
-        self.peer = frame.Replay()  # the gateway's last (session, seq)
-        self.up = False  # the gateway has answered since the last hello
-        self.sent = bytearray(dev.journal.slots)  # slot sent in this round
-        self.t_hello = self.gap = 0
-        self.t_retx = 0
-        self.backoff = 1000
-        self.quiet = 0  # retransmit rounds with nothing heard
-        self.t_health = 0
-        self.bad = 0  # frames that failed their checks
-        self.refused = 0  # frames refused for authentication or replay
 
-    def set_key(self, raw):
-        self.key = Key(raw) if raw else None
+def set_key(raw):
+    global key
+    key = Key(raw) if raw else None
 
-    def out(self, code, *values):
-        """Send message `code` with its fields' values in table order. The
-        line being down is no error: hello and retransmission cover it.
-        code 0 writes the bare delimiter."""
-        try:
-            if not code:
-                self.dev.hal.write(b"\x00")
-                return
-            msg = {"type": messages.SCHEMA[code][0]}
-            for (name, _), v in zip(messages.fields(code), values):
-                msg[name] = v
-            self.seq += 1
-            msg["session"] = self.dev.boot
-            msg["seq"] = self.seq
-            self.dev.hal.write(messages.encode(msg, self.key))
-        except OSError:
-            pass
 
-    def start(self, now):
-        """(Re)start the link: delimiter, hello; everything is resent."""
-        self.out(0)
-        self.up = False
-        self.sent = bytearray(len(self.sent))
-        self.gap = 2000
-        self.hello(now)
-
-    def hello(self, now):
-        d = self.dev
-        self.out(_HELLO, d.device_id, d.fw, d.board, d.boot, len(d.journal.live),
-                 now & 0xFFFFFFFF, d.staff_id, 1 if self.key else 0)
-        self.t_hello = now + self.gap
-        self.gap = min(self.gap * 2, 10000)
-
-    def health(self, now):
-        d = self.dev
-        j = d.journal
-        gc.collect()
-        self.out(_HEALTH, d.device_id, now & 0xFFFFFFFF, d.clock(now), gc.mem_free(), len(j.live),
-                 j.slots - len(j.live), d.lost + d.buttons.dropped, j.corrupt,
-                 d.ev.uninvited, d.buttons.stuck, d.fw, d.staff_id)
-        self.t_health = now + d.heartbeat_ms
-
-    def receive(self, chunk, now):
-        """Bytes from the line -> the gateway's valid, authenticated messages."""
-        got = []
-        for packet in self.reader.packets(chunk):
-            try:
-                fr = frame.decode(packet)
-            except ProtocolError:
-                self.bad += 1  # line noise: counted, not answered
-                continue
-            try:
-                if self.key:
-                    fr.verify(self.key)
-                self.peer.accept(fr)
-                if fr.mtype < 0x10:
-                    raise ProtocolError("type", "wrong direction")
-                got.append(messages.parse(fr))
-            except AuthError as err:
-                self.refused += 1
-                self.out(_ERROR, 2, fr.seq, err.kind)
-                continue
-            except ProtocolError as err:
-                self.bad += 1
-                self.out(_ERROR, 3 if err.kind == "type" else 6, fr.seq, err.kind)
-                continue
-            self.quiet = 0
-            if not self.up:
-                self.up = True
-                self.t_retx = now
-        return got
-
-    def poll(self, now):
-        if not self.up:
-            if now >= self.t_hello:
-                self.hello(now)
+def out(code, *values):
+    """Send message `code` with its fields' values in table order; code 0
+    writes the bare delimiter. The line being down is no error: hello and
+    retransmission cover it."""
+    global seq
+    try:
+        if not code:
+            dev.hal.write(b"\x00")
             return
-        d = self.dev
-        live = d.journal.live
-        k = min(_WINDOW, len(live))
-        if k and now >= self.t_retx and self.sent[live[0]]:
-            # Nothing acknowledged in time: send the whole window again.
-            self.quiet += 1
-            if self.quiet > _FORGOTTEN:
-                self.quiet = 0
-                self.start(now)
-                return
-            for i in range(k):
-                self.sent[live[i]] = 0
-            self.backoff = min(self.backoff * 2, 30000)
-        for i in range(k):
-            s = live[i]
-            if self.sent[s]:
-                continue
-            self.sent[s] = 1
-            self.t_retx = now + self.backoff
-            b, q, kind, score, t, up, inv, reasons = d.journal.read(s)
-            try:
-                self.out(_EVENT, d.device_id, b, q, KINDS[kind], score, reasons, inv, t, up)
-            except ProtocolError:
-                # A record the wire refuses can only be flash damage that
-                # kept its CRC: no gateway would ever ACK it, and it must not
-                # block the ones behind it. Drop it and count it as corrupt.
-                d.journal.ack(b, q)
-                d.journal.corrupt += 1
-                break
-        if now >= self.t_health:
-            self.health(now)
+        msg = {"type": messages.SCHEMA[code][0]}
+        for (name, _), v in zip(messages.fields(code), values):  # noqa: B905
+            msg[name] = v
+        seq += 1
+        msg["session"] = dev.boot
+        msg["seq"] = seq
+        dev.hal.write(messages.encode(msg, key))
+    except OSError:
+        pass
 
-    def due(self, now):
-        t = self.t_hello
-        if self.up:
-            t = self.t_health
-            live = self.dev.journal.live
-            if live and self.sent[live[0]] and self.t_retx < t:
-                t = self.t_retx
-        return max(0, t - now)
+
+def start(now):
+    """(Re)start the link: delimiter, hello; everything is resent."""
+    global up, gap
+    out(0)
+    up = False
+    for i in range(len(sent)):
+        sent[i] = 0
+    gap = 2000
+    hello(now)
+
+
+def hello(now):
+    global t_hello, gap
+    d = dev
+    out(_HELLO, d.device_id, d.fw, d.board, d.boot, len(d.journal.live),
+        now & 0xFFFFFFFF, d.staff_id, 1 if key else 0)
+    t_hello = now + gap
+    gap = min(gap * 2, 10000)
+
+
+def health(now):
+    global t_health
+    d = dev
+    j = d.journal
+    gc.collect()
+    out(_HEALTH, d.device_id, now & 0xFFFFFFFF, d.clock(now), gc.mem_free(), len(j.live),
+        j.slots - len(j.live), d.lost + d.buttons.dropped, j.corrupt, d.ev.uninvited,
+        d.buttons.stuck, d.fw, d.staff_id)
+    t_health = now + d.heartbeat_ms
+
+
+def receive(chunk, now):
+    """Bytes from the line -> the gateway's valid, authenticated messages."""
+    global bad, refused, quiet, up, t_retx
+    got = []
+    for packet in reader.packets(chunk):
+        try:
+            fr = frame.decode(packet)
+        except ProtocolError:
+            bad += 1  # line noise: counted, not answered
+            continue
+        try:
+            if key:
+                fr.verify(key)
+            peer.accept(fr)
+            if fr.mtype < 0x10:
+                raise ProtocolError("type", "wrong direction")
+            got.append(messages.parse(fr))
+        except AuthError as err:
+            refused += 1
+            out(_ERROR, 2, fr.seq, err.kind)
+            continue
+        except ProtocolError as err:
+            bad += 1
+            out(_ERROR, 3 if err.kind == "type" else 6, fr.seq, err.kind)
+            continue
+        quiet = 0
+        if not up:
+            up = True
+            t_retx = now
+    return got
+
+
+def poll(now):
+    global quiet, backoff, t_retx
+    if not up:
+        if now >= t_hello:
+            hello(now)
+        return
+    j = dev.journal
+    live = j.live
+    k = min(_WINDOW, len(live))
+    if k and now >= t_retx and sent[live[0]]:
+        # Nothing acknowledged in time: send the whole window again.
+        quiet += 1
+        if quiet > _FORGOTTEN:
+            quiet = 0
+            start(now)
+            return
+        for i in range(k):
+            sent[live[i]] = 0
+        backoff = min(backoff * 2, 30000)
+    for i in range(k):
+        s = live[i]
+        if sent[s]:
+            continue
+        sent[s] = 1
+        t_retx = now + backoff
+        b, q, kind, score, t, up_ms, inv, reasons = j.read(s)
+        try:
+            out(_EVENT, dev.device_id, b, q, KINDS[kind], score, reasons, inv, t, up_ms)
+        except ProtocolError:
+            # A record the wire refuses can only be flash damage that kept
+            # its CRC: no gateway would ever ACK it, and it must not block
+            # the ones behind it. Drop it and count it as corrupt.
+            j.ack(b, q)
+            j.corrupt += 1
+            break
+    if now >= t_health:
+        health(now)
+
+
+def acked(s, now):
+    global backoff, t_retx
+    sent[s] = 0
+    backoff = 1000
+    t_retx = now + 1000
+
+
+def due(now):
+    t = t_hello
+    if up:
+        t = t_health
+        live = dev.journal.live
+        if live and sent[live[0]] and t_retx < t:
+            t = t_retx
+    return max(0, t - now)

@@ -26,13 +26,20 @@ def _root():
 sys.path.insert(0, _root())
 
 # The protocol first, into an empty heap: compiling a module from source
-# needs room for its parse tree, and these are the biggest.
-import protocol.reader  # noqa: E402, F401
+# needs room for its parse tree, and these are the biggest. Then the line
+# reader, whose buffer wants one contiguous block while there is one. It
+# keeps frames up to 1200 bytes (COBS-encoded): the gateway sends bitmaps in
+# 512-byte parts and nothing else it sends comes near; a longer frame is
+# dropped and counted (`long`) rather than cost the heap 2 KB for good.
 import protocol.messages  # noqa: E402, F401
+import protocol.reader  # noqa: E402
+
+_reader = protocol.reader.Reader(max_encoded=1200)
+
 import firmware  # noqa: E402
 from firmware import boot  # noqa: E402
 
-dev = boot.start(sys.argv[1:])
+dev = boot.start(sys.argv[1:], _reader)
 # Boot-only code leaves RAM (see boot.py).
 del boot, firmware.boot, firmware.recover
 del sys.modules["firmware.boot"], sys.modules["firmware.recover"]

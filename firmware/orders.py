@@ -22,12 +22,10 @@ def obey(dev, msg, now):
             for b, q in msg["ids"]:
                 s = dev.journal.ack(b, q)
                 if s >= 0:
-                    link.sent[s] = 0
+                    link.acked(s, now)
                     n += 1
             if n:
                 dev.journal.f.flush()
-                link.backoff = 1000
-                link.t_retx = now + 1000
     elif t == "invite":
         inv = msg["invitation"]
         if not dev.paired():
@@ -37,7 +35,7 @@ def obey(dev, msg, now):
         else:
             code = dev.ev.invite(inv, len(msg["cases"]), msg["timeout_s"], now)
         if code:
-            link.out(0x7F, code, msg["seq"], "invite refused")
+            link.out(0x7F, code, msg["seq"], "invite")
     elif t == "cancel":
         dev.ev.cancel(msg["invitation"])
     elif t == "time":
@@ -55,13 +53,13 @@ def obey(dev, msg, now):
         slot = msg["slot"]
         if slot > 47 or 3 < slot < 16 or msg["width"] > dev.screen.w \
                 or msg["height"] > dev.screen.h:
-            link.out(0x7F, _E_ARG, msg["seq"], "bitmap slot or size")
+            link.out(0x7F, _E_ARG, msg["seq"], "bitmap")
         else:
             store.put_bitmap(slot, msg["width"], msg["height"], msg["offset"], msg["data"])
             dev.dirty = True
     elif t == "config":
         if journal.size_of("x" * _MAX_INVITATION, msg["reasons"]) > journal.ROOM:
-            link.out(0x7F, _E_ARG, msg["seq"], "reason codes too long")
+            link.out(0x7F, _E_ARG, msg["seq"], "reasons")
             return
         cfg = {}
         for k in _CONFIG:
@@ -79,7 +77,7 @@ def obey(dev, msg, now):
         if t == "bind":
             key = msg["key"] or key
             if not key:
-                link.out(0x7F, _E_ARG, msg["seq"], "bind without a key")
+                link.out(0x7F, _E_ARG, msg["seq"], "no key")
                 return
             staff = msg["staff_id"]
             window = msg["window"]

@@ -27,7 +27,6 @@ def open_journal(path, slots=256, reserve=-1):
     j = Journal(f, n, reserve)
     buf = j.buf
     mv = memoryview(buf)
-    ids = bytearray(8 * n)  # (boot, seq) of each slot, for the sort only
     newest = (0, 0)
     for s in range(size):
         f.seek(s * SLOT)
@@ -42,18 +41,22 @@ def open_journal(path, slots=256, reserve=-1):
             f.write(b"\x00")
             continue
         key = struct.unpack_from("<II", buf, 3)
-        ids[8 * s : 8 * s + 8] = buf[3:11]
         j.max_boot = max(j.max_boot, key[0])
         if key >= newest:
             newest = key
             j.next = (s + 1) % n
         if buf[0] == LIVE:
             j.is_live[s] = 1
-            # Ring order is nearly write order, so this insertion sort moves
-            # little, and it allocates nothing (a sort with a key would
-            # build hundreds of tuples).
+            # Ring order is nearly write order, so this insertion sort
+            # moves little. It reads the ids it compares back from flash
+            # instead of holding them in RAM (a sort with a key would build
+            # hundreds of tuples; an index, 8 bytes a slot).
             i = len(j.live)
-            while i and struct.unpack_from("<II", ids, 8 * j.live[i - 1]) > key:
+            while i:
+                f.seek(j.live[i - 1] * SLOT + 3)
+                f.readinto(j.key)
+                if struct.unpack("<II", j.key) < key:
+                    break
                 i -= 1
             j.live.insert(i, s)
     if size < n:

@@ -29,90 +29,100 @@ LABELS = "Rude service|Slow, waiting|Unclear/unsure|Not told once|Extra papers" 
          "|Past deadline|Desk empty|Other"
 
 
-class Screen:
-    def __init__(self, w, h):
-        self.w = w
-        self.h = h
-        self.buf = bytearray((w + 7) // 8 * h)
-        self.fb = framebuf.FrameBuffer(self.buf, w, h, _HLSB)
+buf = fb = None
+w = h = 0
 
-    def image(self, slot, x, y, maxw, maxh, centre=False):
-        """Blit a stored bitmap clipped to maxw x maxh; False if none."""
-        bm = store.bitmap(slot)
-        if bm is None:
-            return False
-        w, h, data = bm
-        cw = min(w, maxw)
-        ch = min(h, maxh)
-        if centre:
-            x += (maxw - cw) // 2
-            y += (maxh - ch) // 2
-        # Same rows, narrower/shorter view: the stride stays the image's width.
-        self.fb.blit(framebuf.FrameBuffer(data, cw, ch, _HLSB, w), x, y)
-        return True
 
-    def text(self, s, y, x=-1, c=1):
-        # x < 0: centred. Over button k (0 = leftmost): x = -2 - k.
-        if x < -1:
-            x = (-3 - 2 * x) * self.w // 10 - 4 * len(s)
-        elif x < 0:
-            x = (self.w - 8 * len(s)) // 2
-        self.fb.text(s, x, y, c)
+def init(width, height, frame):
+    global buf, fb, w, h
+    w = width
+    h = height
+    buf = frame  # (w + 7) // 8 * h bytes
+    fb = framebuf.FrameBuffer(buf, w, h, _HLSB)
 
-    def draw(self, view, dev):
-        fb = self.fb
-        w = self.w
-        h = self.h
-        ev = dev.ev
-        fb.fill(0)
-        if view == "unpaired" or view == "full":
-            # A lit title bar with dark text reads as a warning from afar.
-            fb.fill_rect(0, 0, w, 10, 1)
-            if view == "full":
-                self.text("STORAGE FULL", 1, -1, 0)
-                self.text("Call technician", 20)
-                self.text("unsent %d" % len(dev.journal.live), 36)
-                return
-            self.text("NOT PAIRED", 1, -1, 0)
-            fb.text("Device ID:", 0, 14)
-            did = dev.device_id
-            y = 24
-            while did:
-                fb.text(did[: w // 8], 0, y)
-                did = did[w // 8 :]
-                y += 9
-            fb.text("fw " + dev.fw, 0, h - 8)
-        elif view == "idle":
-            if not self.image(0, 0, 0, w, h, True):
-                fb.text("Staff " + dev.staff_id, 0, 8)
-                fb.text("Window " + dev.window, 0, 20)
-        elif view == "thanks":
-            if not self.image(2, 0, 0, w, h, True):
-                self.text("Thank you!", h // 2 - 4)
-        elif view == "invited":
-            if not self.image(1, 0, 0, w, h - 10, True):
-                self.text("Please rate", 12)
-                self.text("our service", 24)
-            if ev.cases > 1:  # a batch: one rating for all its cases
-                fb.text("x%d" % ev.cases, w - 8 * len("x%d" % ev.cases), 0)
-            for k in range(5):
-                self.text("%d*" % (5 - k), h - 8, -2 - k)
-        else:  # reasons
-            n = len(ev.reasons)
-            pages = (n + rating.PAGE - 1) // rating.PAGE
-            if not self.image(3, 0, 0, w - 40, 9):
-                fb.text("Why?", 0, 0)
-            fb.text("%d/%d" % (ev.page + 1, pages), w - 24, 0)
-            rh = (h - 19) // 4
-            for k in range(rating.PAGE):
-                i = ev.page * rating.PAGE + k
-                if i >= n:
-                    break
-                y = 10 + k * rh
-                fb.text("%d" % (k + 1), 0, y + (rh - 8) // 2)
-                fb.rect(10, y + (rh - 7) // 2, 7, 7, 1, bool(ev.picked & (1 << i)))
-                if not self.image(16 + i, 20, y, w - 20, rh):
-                    label = LABELS.split("|")[i] if ev.reasons is rating.FALLBACK else ev.reasons[i]
-                    fb.text(label, 20, y + (rh - 8) // 2)
-                self.text("%d" % (k + 1), h - 8, -2 - k)
-            self.text("OK" if ev.page + 1 >= pages and ev.picked else ">>", h - 8, -6)
+
+def image(slot, x, y, maxw, maxh, centre=False):
+    """Blit a stored bitmap clipped to maxw x maxh; False if none. Row by
+    row through a small buffer, so a full-screen card costs no 1 KB block."""
+    bm = store.bitmap(slot)
+    if bm is None:
+        return False
+    bw, bh, f = bm
+    cw = min(bw, maxw)
+    ch = min(bh, maxh)
+    if centre:
+        x += (maxw - cw) // 2
+        y += (maxh - ch) // 2
+    stride = (bw + 7) // 8
+    row = bytearray(stride)
+    one = framebuf.FrameBuffer(row, cw, 1, _HLSB, bw)
+    for r in range(ch):
+        f.readinto(row)
+        fb.blit(one, x, y + r)
+    f.close()
+    return True
+
+
+def text(s, y, x=-1, c=1):
+    # x = -1: centred. Over button k (0 = leftmost): x = -2 - k.
+    if x < -1:
+        x = (-3 - 2 * x) * w // 10 - 4 * len(s)
+    elif x < 0:
+        x = (w - 8 * len(s)) // 2
+    fb.text(s, x, y, c)
+
+
+def draw(view, dev):
+    ev = dev.ev
+    fb.fill(0)
+    if view == "unpaired" or view == "full":
+        # A lit title bar with dark text reads as a warning from afar.
+        fb.fill_rect(0, 0, w, 10, 1)
+        if view == "full":
+            text("STORAGE FULL", 1, -1, 0)
+            text("Call technician", 20)
+            text("unsent %d" % len(dev.journal.live), 36)
+            return
+        text("NOT PAIRED", 1, -1, 0)
+        fb.text("Device ID:", 0, 14)
+        did = dev.device_id
+        y = 24
+        while did:
+            fb.text(did[: w // 8], 0, y)
+            did = did[w // 8 :]
+            y += 9
+        fb.text("fw " + dev.fw, 0, h - 8)
+    elif view == "idle":
+        if not image(0, 0, 0, w, h, True):
+            fb.text("Staff " + dev.staff_id, 0, 8)
+            fb.text("Window " + dev.window, 0, 20)
+    elif view == "thanks":
+        if not image(2, 0, 0, w, h, True):
+            text("Thank you!", h // 2 - 4)
+    elif view == "invited":
+        if not image(1, 0, 0, w, h - 10, True):
+            text("Please rate", 12)
+            text("our service", 24)
+        if ev.cases > 1:  # a batch: one rating for all its cases
+            fb.text("x%d" % ev.cases, w - 8 * len("x%d" % ev.cases), 0)
+        for k in range(5):
+            text("%d*" % (5 - k), h - 8, -2 - k)
+    else:  # reasons
+        n = len(ev.reasons)
+        pages = (n + rating.PAGE - 1) // rating.PAGE
+        if not image(3, 0, 0, w - 40, 9):
+            fb.text("Why?", 0, 0)
+        fb.text("%d/%d" % (ev.page + 1, pages), w - 24, 0)
+        rh = (h - 19) // 4
+        for k in range(rating.PAGE):
+            i = ev.page * rating.PAGE + k
+            if i >= n:
+                break
+            y = 10 + k * rh
+            fb.text("%d" % (k + 1), 0, y + (rh - 8) // 2)
+            fb.rect(10, y + (rh - 7) // 2, 7, 7, 1, bool(ev.picked & (1 << i)))
+            if not image(16 + i, 20, y, w - 20, rh):
+                label = LABELS.split("|")[i] if ev.reasons is rating.FALLBACK else ev.reasons[i]
+                fb.text(label, 20, y + (rh - 8) // 2)
+            text("%d" % (k + 1), h - 8, -2 - k)
+        text("OK" if ev.page + 1 >= pages and ev.picked else ">>", h - 8, -6)

@@ -68,15 +68,17 @@ def put_bitmap(slot, w, h, offset, data):
 
 
 def bitmap(slot):
-    """(width, height, MONO_HLSB bytearray) of a slot, or None."""
+    """(width, height, open file at the first row) of a slot, or None. The
+    caller reads rows itself: a whole card would be 1 KB of heap at once."""
     try:
-        with open(ROOT + "bm%d" % slot, "rb") as f:
-            w, h = struct.unpack("<HH", f.read(4))
-            data = bytearray((w + 7) // 8 * h)
-            if f.readinto(data) == len(data):
-                return w, h, data
-    except (OSError, ValueError):
-        pass
+        f = open(ROOT + "bm%d" % slot, "rb")
+    except OSError:
+        return None
+    head = f.read(4)
+    if len(head) == 4:
+        w, h = struct.unpack("<HH", head)
+        return w, h, f
+    f.close()
     return None
 
 

@@ -63,18 +63,36 @@ def encode(data, delimit=False):
 
 def decode(data):
     """Invert encode(). `data` must not contain the 0x00 delimiter."""
+    return bytes(decode_into(data))
+
+
+def decode_into(data):
+    """decode() into a new bytearray (no final copy: frame.decode slices it)."""
     if b"\x00" in data:
         raise FrameError("cobs", "zero byte inside a frame")
-    out = bytearray()
+    # First pass: check the chain of blocks and size the output, so the
+    # result is allocated once (growing a buffer needs old and new at once,
+    # which a small heap may not have in one piece).
     n = len(data)
+    size = 0
     i = 0
     while i < n:
         c = data[i]
         j = i + c
         if j > n:
             raise FrameError("cobs", "block runs past the end of the frame")
-        out.extend(data[i + 1 : j])
+        size += c - 1
         i = j
         if c != 0xFF and i < n:
-            out.append(0)
-    return bytes(out)
+            size += 1
+    out = bytearray(size)
+    o = 0
+    i = 0
+    while i < n:
+        c = data[i]
+        out[o : o + c - 1] = data[i + 1 : i + c]
+        o += c - 1
+        i += c
+        if c != 0xFF and i < n:
+            o += 1  # the implied zero (already 0 in the new buffer)
+    return out

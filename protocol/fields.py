@@ -107,7 +107,7 @@ def get(buf, pos, kind, name):
         end = _take(buf, pos, 2)
         (n,) = struct.unpack_from("<H", buf, pos)
         end2 = _take(buf, end, n)
-        return bytes(buf[end:end2]), end2
+        return bytes(memoryview(buf)[end:end2]), end2  # one copy, not two
     if kind == "S":
         end = _take(buf, pos, 1)
         items = []

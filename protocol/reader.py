@@ -62,7 +62,8 @@ class Reader:
                 self.count("long")
                 self._overflow = False
             elif self._len:
-                out.append(bytes(self._buf[: self._len]))
+                # One copy out of the buffer (a slice would make two).
+                out.append(bytes(memoryview(self._buf)[: self._len]))
             # An empty packet (two delimiters in a row) is just idle line.
             self._len = 0
             start = end + 1

@@ -6,6 +6,7 @@ Runs under pytest and under MicroPython (driven by test_firmware_micropython.py)
 import os
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
+
 from firmware.journal import RATING, ROOM, SLOT, UNINVITED, UNRATED, size_of
 from firmware.recover import open_journal as Journal
 

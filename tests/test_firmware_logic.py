@@ -4,6 +4,7 @@ Runs under pytest and under MicroPython (`micropython tests/test_firmware_logic.
 driven by test_firmware_micropython.py): the same file checks both interpreters."""
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
+
 from firmware.buttons import Buttons
 from firmware.rating import IDLE, INVITED, REASONS, THANKS, THANKS_MS, Evaluator
 

@@ -45,6 +45,7 @@ class FakeGateway:
         self.frames = []
         self.events = {}  # (device_id, boot, event_seq) -> event message
         self.duplicates = 0  # events received again (retransmissions)
+        self.conflicts = 0  # an event id seen again with other contents: id reuse
         self.replays = 0  # device frames whose (session, seq) did not grow
         self.refused = {}  # error kind -> count (bad CRC, untagged, bad tag...)
         self._replay = {}  # device_id -> protocol.frame.Replay
@@ -123,6 +124,10 @@ class FakeGateway:
                 eid = (msg["device_id"], msg["boot"], msg["event_seq"])
                 if eid in self.events:
                     self.duplicates += 1
+                    old = self.events[eid]
+                    if any(old[k] != msg[k] for k in ("kind", "score", "reasons", "invitation",
+                                                      "time", "uptime_ms")):
+                        self.conflicts += 1
                 else:
                     self.events[eid] = msg
             self._cond.notify_all()
