@@ -11,6 +11,7 @@
 # built: code that runs once should not hold heap for the device's life.
 
 import gc
+import os
 from binascii import unhexlify
 
 from firmware import store
@@ -30,6 +31,10 @@ def start(argv, reader):
         from firmware import hal_machine as hal
     hal.init(settings, opts)
     store.ROOT = hal.flash + "/"
+    try:
+        os.mkdir(hal.flash)
+    except OSError:
+        pass  # it exists
     fbuf = bytearray((hal.width + 7) // 8 * hal.height)  # the screen, early too
     gc.collect()
 
