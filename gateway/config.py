@@ -421,7 +421,7 @@ retention_days = 30           # delivered outbox rows older than this are purged
 # max_size_mb = 0             # cap the database size (0 = no cap)
 
 [http]
-# The JSON API of the counter system and the technician tools (docs in gateway/api.py).
+# The JSON API of the counter system and the technician tools (gateway/README.md).
 listen = "127.0.0.1:8780"
 token = "%(token)s"   # clients send `Authorization: Bearer <token>`
 
