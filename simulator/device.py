@@ -8,7 +8,6 @@ and reads the screen the firmware writes (`screen.txt` names the state,
 dies wherever it is and restarts from the same flash directory.
 """
 
-import os
 import pathlib
 import subprocess
 import time
@@ -133,7 +132,9 @@ class SimDevice:
             time.sleep(poll)
 
     def screen_image(self):
-        """The real framebuffer as a PIL image (mode "1", 1 = lit)."""
+        """The real framebuffer as a person sees the panel: a PIL image in
+        mode "1" where lit pixels are white. (The sim HAL writes lit pixels
+        as PBM 0 = white, so the file opens the right way round.)"""
         from PIL import Image
 
         path = self.flash / "screen.pbm"
@@ -141,8 +142,7 @@ class SimDevice:
             raise SimDeviceError("%s has not drawn a screen yet" % self.name)
         with Image.open(path) as img:
             img.load()
-            # PBM 1 = black ink; the panel's lit pixels are the framebuffer's 1s.
-            return img.point(lambda v: 255 - v).convert("1") if img.mode != "1" else _invert(img)
+            return img.copy()
 
     def rss_kb(self):
         try:
@@ -153,13 +153,3 @@ class SimDevice:
         except (OSError, AttributeError):
             pass
         return 0
-
-
-def _invert(img):
-    from PIL import ImageOps
-
-    return ImageOps.invert(img.convert("L")).convert("1")
-
-
-def flash_path_exists(path):
-    return os.path.isdir(path)

@@ -123,8 +123,10 @@ def _inject(hall, kinds, rng, stop, noise_rate, say):
         hall.set_noise(noise_rate)
         hall.faults["line-noise"] = 1
     others = [k for k in kinds if k != "line-noise"]
+    # Every kind once, in a random order, before any repeats.
+    order = rng.sample(others, len(others))
     while others and not stop.wait(rng.uniform(1.5, 4.0)):
-        kind = rng.choice(others)
+        kind = order.pop(0) if order else rng.choice(others)
         try:
             if kind == "power-cut":
                 w = rng.choice(hall.windows)
