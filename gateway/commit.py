@@ -182,6 +182,7 @@ class Committer(threading.Thread):
         rows = []  # outbox rows of the whole batch: one executemany
         counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0,
                   "poison": 0}
+        changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
@@ -203,7 +204,8 @@ class Committer(threading.Thread):
             self.stats["failed_batches"] += 1
             self._set_alarm(err)
             return
-        self._clear_alarm()
+        if conn.total_changes > changes:  # a batch that wrote nothing proves nothing
+            self._clear_alarm()
         self.stats["batches"] += 1
         for k, v in counts.items():
             self.stats[k] += v
