@@ -226,7 +226,7 @@ def _forwarder_module(kind):
     return importlib.import_module("gateway.forward_%s" % kind)
 
 
-def _upstreams(c, data, retention=None):
+def _upstreams(c, data, retention=None, hall_id="hall", base="."):
     raw = data.get("upstream", [])
     if not isinstance(raw, list):
         c.err("upstream", "must be an array of tables: [[upstream]]")
@@ -253,6 +253,14 @@ def _upstreams(c, data, retention=None):
         settings = {k: v for k, v in item.items() if k not in ("name", "kind", "type")}
         if retention is not None and "retention_days" not in settings:
             settings["retention_days"] = retention
+        if kind == "mqtt" and "client_id" not in settings:
+            # Unique per gateway in a broker cluster, and stable across restarts.
+            settings["client_id"] = "hcp-gw-%s-%s" % (hall_id, name)
+        tls = settings.get("tls")
+        if isinstance(tls, dict):
+            # Certificate paths are relative to the config file, like the database's.
+            settings["tls"] = {k: (os.path.join(base, v) if k in ("ca", "cert", "key") and isinstance(v, str)
+                                   and not os.path.isabs(v) else v) for k, v in tls.items()}
         try:
             mod = _forwarder_module(kind)
         except ImportError as err:
@@ -379,7 +387,7 @@ def parse(data, path="<config>"):
     )
 
     alerts = _alerts(c, c.table(data, "alerts"))
-    upstreams = _upstreams(c, data, retention)
+    upstreams = _upstreams(c, data, retention, hall_id=hall.id, base=base)
 
     if c.errors:
         raise ConfigError("bad config %s:\n  %s" % (path, "\n  ".join(c.errors)))

@@ -114,6 +114,10 @@ MIGRATIONS = [
             detail TEXT NOT NULL                  -- the alert, JSON
         )""",
     ]),
+    ("0004-outbox-rejected-index", [
+        # Counting and listing rejected rows (status, dashboard) without a scan.
+        "CREATE INDEX outbox_rejected ON outbox (target, id) WHERE state = 2",
+    ]),
 ]
 
 

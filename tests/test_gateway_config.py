@@ -1,6 +1,7 @@
 """The gateway config: the example runs as is, bad configs name the key,
 the CLI prints them without a traceback (exit 2)."""
 
+import os
 import subprocess
 
 import pytest
@@ -89,3 +90,26 @@ def test_upstream_settings_are_handed_to_the_forwarder(tmp_path):
     (up,) = cfg.upstreams
     assert up.name == "prov" and up.kind == "http"
     assert up.settings == {"url": "http://127.0.0.1:9/x", "batch": 10, "retention_days": 3.0}
+
+
+def test_upstream_mqtt_client_id_from_hall_and_tls_paths_from_the_config_dir(tmp_path):
+    from gateway import config as cfgmod
+
+    (tmp_path / "certs").mkdir()
+    for name in ("ca.pem", "gw.pem", "gw.key"):
+        (tmp_path / "certs" / name).write_text("x")
+    conf = tmp_path / "hall.toml"
+    conf.write_text(
+        '[hall]\nid = "hall-7"\nareaCode = "330100"\ndeptCode = "001"\n'
+        '[database]\npath = "gw.db"\n[http]\nlisten = "127.0.0.1:8780"\ntoken = "0123456789abcdef"\n'
+        '[[upstream]]\nname = "prov"\nkind = "mqtt"\nhost = "127.0.0.1"\n'
+        'tls = { ca = "certs/ca.pem", cert = "certs/gw.pem", key = "certs/gw.key" }\n')
+    old = os.getcwd()
+    os.chdir("/")  # relative to the config file, not to wherever the gateway starts
+    try:
+        cfg = cfgmod.load(conf)
+    finally:
+        os.chdir(old)
+    up = cfg.upstreams[0]
+    assert up.settings["client_id"] == "hcp-gw-hall-7-prov"
+    assert up.settings["tls"]["ca"] == str(tmp_path / "certs" / "ca.pem")

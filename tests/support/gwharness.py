@@ -18,38 +18,14 @@ import urllib.request
 
 from support.procs import free_port, wait_port
 
+from simulator import tomlw
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HCP = os.path.join(ROOT, ".venv", "bin", "hcp")
 TOKEN = "test-token-0123456789abcdef"
 
 
-def _toml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join("%s = %s" % (k, _toml_value(x)) for k, x in v.items()) + "}"
-    raise TypeError(v)
-
-
-def toml(doc):
-    """A small TOML writer for test configs: tables and arrays of tables."""
-    out = []
-    for name, table in doc.items():
-        if isinstance(table, list):
-            for item in table:
-                out.append("[[%s]]" % name)
-                out += ["%s = %s" % (k, _toml_value(v)) for k, v in item.items()]
-        else:
-            out.append("[%s]" % name)
-            out += ["%s = %s" % (k, _toml_value(v)) for k, v in table.items()]
-        out.append("")
-    return "\n".join(out)
+toml = tomlw.dumps  # configs are written the way the simulator writes its own
 
 
 def config_doc(tmp_path, ports=(), mqtt_port=None, upstreams=(), http_port=None, **sections):
