@@ -17,13 +17,26 @@ from simulator.fleet import Actor
 from simulator.hall import SimHall
 
 
+def _port_or_any(port):
+    """The well-known dashboard port when it is free, else any free one."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            return None
+
+
 def run(seconds=None, devices=4, workdir=None, say=print, seed=None):
     if workdir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         workdir = pathlib.Path("var") / ("demo-" + stamp)
     workdir = pathlib.Path(workdir).resolve()
     seed = seed if seed is not None else int(time.time())
-    hall = SimHall(workdir, devices=devices, seed=seed, broker="amqtt", invite_timeout_s=15, heartbeat_s=5)
+    hall = SimHall(workdir, devices=devices, seed=seed, broker="amqtt", invite_timeout_s=15, heartbeat_s=5,
+                   http_port=_port_or_any(8780))
     stop = threading.Event()
     try:
         say("starting a hall of %d evaluators in %s ..." % (devices, workdir))
@@ -31,11 +44,12 @@ def run(seconds=None, devices=4, workdir=None, say=print, seed=None):
         hall.reason_codes = [c for c, _ in hall.reasons()]
         say("")
         say("The hall is running. Where to look:")
-        say("  gateway API     http://127.0.0.1:%d/api/status" % hall.http_port)
-        say("                  (header  Authorization: Bearer %s)" % hall.token)
-        say("  devices         http://127.0.0.1:%d/api/devices" % hall.http_port)
+        say("  dashboard       http://127.0.0.1:%d/   (token: %s)" % (hall.http_port, hall.token))
+        say("  gateway API     http://127.0.0.1:%d/api/status  (header Authorization: Bearer <token>)"
+            % hall.http_port)
+        say("  metrics         http://127.0.0.1:%d/metrics" % hall.http_port)
         say("  database        %s" % (workdir / "gateway.db"))
-        say("  upstream got    %s  (hcp: python -m simulator.upstream summary --db ...)" % hall.receivers["http"].db)
+        say("  upstream got    python -m simulator.upstream summary --db %s" % hall.receivers["http"].db)
         say("  a device screen %s" % (hall.windows[0].device.flash / "screen.pbm"))
         say("  MQTT broker     amqtt on 127.0.0.1:%d (records on hcp/records/#)" % hall.broker.port)
         say("  monthly report  hcp report monthly --db %s --month %s"

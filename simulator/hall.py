@@ -53,7 +53,7 @@ class Window:
 
 class SimHall:
     def __init__(self, workdir, devices=5, seed=0, noise=0.0, broker="auto", heap="64K",
-                 invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall"):
+                 invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall", http_port=None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = devices
@@ -66,7 +66,7 @@ class SimHall:
         self.stuck_ms = stuck_ms
         self.hall_id = hall_id
         self.token = secrets.token_urlsafe(16)
-        self.http_port = free_port()
+        self.http_port = http_port or free_port()
         self.relay = None
         self.broker = None
         self.gateway = None
