@@ -59,8 +59,8 @@ def record(kind, score, reasons, invitation, at):
     try:
         s = journal.append(boot, event_seq + 1, kind, score, reasons, invitation,
                            clock(at), at)
-    except (OSError, ValueError):
-        s = -1
+    except (OSError, ValueError, MemoryError):
+        s = -1  # not on flash: the citizen is not thanked
     if s < 0:
         lost += 1
         return False
@@ -105,8 +105,7 @@ def run():
             data = hal.read()
             if not data:
                 break
-            for msg in link.receive(data, t):
-                orders.obey(dev, msg, t)
+            link.receive(data, t, orders.obey)
         hal.scan(btn, t)
         if btn.update(t) and link.up:
             link.health(t)  # a stuck (or freed) button is news for the admin

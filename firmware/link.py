@@ -74,7 +74,7 @@ def out(code, *values):
             dev.hal.write(b"\x00")
             return
         msg = {"type": messages.SCHEMA[code][0]}
-        for (name, _), v in zip(messages.fields(code), values):  # noqa: B905
+        for (name, _), v in zip(messages.iter_fields(code), values):  # noqa: B905
             msg[name] = v
         seq += 1
         msg["session"] = dev.boot
@@ -115,15 +115,24 @@ def health(now):
     t_health = now + d.heartbeat_ms
 
 
-def receive(chunk, now):
-    """Bytes from the line -> the gateway's valid, authenticated messages."""
+def receive(chunk, now, obey):
+    """Bytes from the line: each valid, authenticated message of the
+    gateway goes to obey(msg) as soon as it is decoded (collecting them
+    first would hold a burst of 512-byte bitmap parts in RAM at once)."""
     global bad, refused, quiet, up, t_retx
-    got = []
     for packet in reader.packets(chunk):
         try:
             fr = frame.decode(packet)
         except ProtocolError:
             bad += 1  # line noise: counted, not answered
+            continue
+        except MemoryError:
+            # A frame too big for what the heap has in one piece: dropped
+            # and counted, never a crash. (Bitmap parts of 512 bytes need a
+            # 72K heap on the 64-bit unix port; see firmware/README.md.)
+            fr = packet = None
+            gc.collect()
+            bad += 1
             continue
         try:
             if key:
@@ -131,7 +140,12 @@ def receive(chunk, now):
             peer.accept(fr)
             if fr.mtype < 0x10:
                 raise ProtocolError("type", "wrong direction")
-            got.append(messages.parse(fr))
+            msg = messages.parse(fr)
+        except MemoryError:
+            fr = packet = None
+            gc.collect()
+            bad += 1
+            continue
         except AuthError as err:
             refused += 1
             out(_ERROR, 2, fr.seq, err.kind)
@@ -140,11 +154,13 @@ def receive(chunk, now):
             bad += 1
             out(_ERROR, 3 if err.kind == "type" else 6, fr.seq, err.kind)
             continue
+        fr = packet = None  # free them before the message is acted on
         quiet = 0
         if not up:
             up = True
             t_retx = now
-    return got
+        obey(dev, msg, now)
+        msg = None
 
 
 def poll(now):

@@ -59,7 +59,11 @@ def put_bitmap(slot, w, h, offset, data):
     except OSError:
         f = open(p, "wb")
         f.write(head)
-        f.write(bytes((w + 7) // 8 * h))
+        zero = bytes(64)  # blank the image in small steps: no 1 KB block
+        n = (w + 7) // 8 * h
+        while n > 0:
+            f.write(zero[: min(n, 64)])
+            n -= 64
         f.close()
         f = open(p, "r+b")
     f.seek(4 + offset)

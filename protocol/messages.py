@@ -92,6 +92,24 @@ def fields(code):
     return out
 
 
+def iter_fields(code):
+    """(name, kind) of message type `code`, one at a time. On the device
+    this walks the layout string without building lists (a list per
+    message encoded is heap a 64 KB device cannot spare)."""
+    if _CACHE is not None:
+        yield from fields(code)
+        return
+    layout = SCHEMA[code][1]
+    pos = 0
+    while pos < len(layout):
+        colon = layout.find(":", pos)
+        end = layout.find(" ", colon)
+        if end < 0:
+            end = len(layout)
+        yield layout[pos:colon], layout[colon + 1 : end]
+        pos = end + 1
+
+
 TYPES = {}
 for _code in SCHEMA:
     TYPES[SCHEMA[_code][0]] = _code
@@ -104,7 +122,7 @@ def encode_payload(msg):
     if code is None:
         raise MessageError("type", "unknown message type %r" % (msg.get("type"),))
     out = bytearray()
-    for name, kind in fields(code):
+    for name, kind in iter_fields(code):
         if name not in msg:
             raise MessageError("field", "%s needs field %s" % (msg["type"], name))
         put(out, kind, msg[name], name)
@@ -119,7 +137,7 @@ def decode_payload(code, session, seq, payload):
         raise MessageError("type", "unknown message type 0x%02x" % code)
     msg = {"type": name, "session": session, "seq": seq}
     pos = 0
-    for fname, kind in fields(code):
+    for fname, kind in iter_fields(code):
         msg[fname], pos = get(payload, pos, kind, fname)
     if pos != len(payload):
         raise MessageError("trailing", "%d bytes after the last field" % (len(payload) - pos))

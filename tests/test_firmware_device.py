@@ -24,7 +24,7 @@ def fw_cache(tmp_path_factory):
 
 
 class Rig:
-    def __init__(self, tmp_path, cache, board=None, paired=True, auto_ack=True):
+    def __init__(self, tmp_path, cache, board=None, paired=True, auto_ack=True, heap=None):
         self.gw = FakeGateway(config=CONFIG, auto_ack=auto_ack)
         flash = tmp_path / "flash"
         main = install(flash, cache)
@@ -32,7 +32,8 @@ class Rig:
             (flash / "pair.json").write_text(json.dumps(
                 {"staff_id": "S001", "window": "W07", "key": KEY.hex()}))
             self.gw.set_key(KEY)
-        self.dev = SimDevice(flash, self.gw.path, device_id="EV-T1", board=board, main=main)
+        self.dev = SimDevice(flash, self.gw.path, device_id="EV-T1", board=board, main=main,
+                             heap=heap)
         self.dev.start()
         self.hello = self.gw.wait_for("hello")
 
@@ -269,5 +270,37 @@ def test_boot_counter_never_repeats(tmp_path, fw_cache):
         mark = r.gw.mark()
         r.dev.start()
         assert r.gw.wait_for("hello", start=mark)["boot"] == boots[-1] + 1
+    finally:
+        r.close()
+
+
+def test_gateway_sized_frames_need_72k(tmp_path, fw_cache):
+    """The gateway's real traffic at pairing: full-screen bitmaps in 512-byte
+    parts (gateway/router.py BITMAP_CHUNK), a 20-reason config, a 40-case
+    batch. This needs a 72K heap on the 64-bit unix port (64K drops such
+    frames, counted, without crashing): firmware/README.md has the budget."""
+    r = Rig(tmp_path, fw_cache, heap="72K")
+    try:
+        r.dev.wait_screen("idle")
+        img = bytes([0xAA, 0x55] * 512)  # 128 x 64, a checkerboard
+        for slot in (0, 1, 2, 3, 16, 17):
+            for off in range(0, 1024, 512):
+                r.gw.send({"type": "bitmap", "slot": slot, "width": 128, "height": 64,
+                           "offset": off, "data": img[off:off + 512]})
+        r.gw.send({"type": "config", "invite_timeout_s": 10, "heartbeat_s": 1,
+                   "stuck_ms": 400, "reasons_version": "t2",
+                   "reasons": ["A%02d" % i for i in range(20)]})
+        r.invite("BIG", cases=["2026-CASE-%04d" % i for i in range(40)])
+        rows = r.dev.pixels()
+        assert rows[0][:4] == [1, 0, 1, 0] and rows[0][8:12] == [0, 1, 0, 1]
+        r.dev.press(2)
+        r.dev.wait_screen("reasons")
+        r.dev.press(4)  # key 2: A01
+        for _ in range(5):
+            r.dev.press(1)  # pages 2..5, then confirm on the last
+        r.dev.wait_screen("thanks")
+        ev = r.event(_inv("BIG"))
+        assert (ev["score"], ev["reasons"]) == (2, ["A01"])
+        assert r.dev.alive()
     finally:
         r.close()
