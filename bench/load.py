@@ -157,20 +157,22 @@ class LoadHall:
                          (self.ids[i], self.keys[i].raw, now))
             conn.execute("INSERT INTO bindings (device_id, staff_id, window, staff_name, bound_at)"
                          " VALUES (?, ?, ?, ?, ?)", (self.ids[i], staff, window, "测试%d" % i, now))
-            # The INSERT of gateway.invitations.Invitations.open, row for row.
-            conn.executemany(
-                "INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(self.invitation_id(i, k), window, self.ids[i], staff,
-                  json.dumps(self.cases(i, k), ensure_ascii=False), 3600, now)
-                 for k in range(1, n_inv + 1)])
+        # The INSERT of gateway.invitations.Invitations.open, row for row, in
+        # the order a hall opens them: every window's k-th invitation before
+        # anyone's (k+1)-th (all windows work at once).
+        conn.executemany(
+            "INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(self.invitation_id(i, k), "W%03d" % (i + 1), self.ids[i], "S%04d" % (1001 + i),
+              json.dumps(self.cases(i, k), ensure_ascii=False), 3600, now + k * 1e-3)
+             for k in range(1, n_inv + 1) for i in range(self.n)])
         conn.execute("COMMIT")
         conn.close()
         doc = {
             "hall": {"id": "bench-hall", "areaCode": "330100", "deptCode": "D01"},
             "database": {"path": str(self.db_path)},
             "http": {"listen": "127.0.0.1:%d" % self.http_port, "token": TOKEN},
-            "serial": {"ports": [str(self.byid / "*")], "rescan_s": 0.2, "reopen_max_s": 0.5},
+            "serial": {"ports": [str(self.byid / "*")], "reopen_max_s": 0.5},
             "device": {"heartbeat_s": 3600},
             "ingest": {"commit_window_ms": float(self.commit_window_ms)},
             # One target nobody listens on: every record gets its outbox row and
