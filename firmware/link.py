@@ -110,7 +110,7 @@ def health(now):
     j = d.journal
     gc.collect()
     out(_HEALTH, d.device_id, now & 0xFFFFFFFF, d.clock(now), gc.mem_free(), len(j.live),
-        j.slots - len(j.live), d.lost + d.buttons.dropped, j.corrupt, d.ev.uninvited,
+        j.slots - len(j.live), d.lost + d.buttons.dropped + d.oom, j.corrupt, d.ev.uninvited,
         d.buttons.stuck, d.fw, d.staff_id)
     t_health = now + d.heartbeat_ms
 

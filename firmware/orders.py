@@ -6,7 +6,8 @@ from binascii import hexlify
 from firmware import journal, store
 from firmware.rating import FALLBACK
 
-# Error codes (protocol/README.md §4).
+# Message codes and error codes (protocol/README.md §4).
+_DONE = 0x04
 _E_STATE = 5
 _E_ARG = 6
 _MAX_INVITATION = 64  # bytes: with the reasons, a record must fit a slot
@@ -14,6 +15,14 @@ _CONFIG = ("invite_timeout_s", "heartbeat_s", "stuck_ms", "reasons_version", "re
 
 
 def obey(dev, msg, now):
+    """Apply one message. Every command applied is answered `done` (refused
+    ones get an `error`), so the gateway stops resending it (docs/link.md)."""
+    if _apply(dev, msg, now):
+        dev.link.out(_DONE, dev.device_id, msg["seq"])
+
+
+def _apply(dev, msg, now):
+    """True when msg was a command and it was applied."""
     t = msg["type"]
     link = dev.link
     if t == "ack":
@@ -36,12 +45,16 @@ def obey(dev, msg, now):
             code = dev.ev.invite(inv, len(msg["cases"]), msg["timeout_s"], now)
         if code:
             link.out(0x7F, code, msg["seq"], "invite")
+            return False
+        return True
     elif t == "cancel":
         dev.ev.cancel(msg["invitation"])
+        return True
     elif t == "time":
         # The wall clock is kept as an offset from uptime: no RTC needed.
         dev.wall = msg["time"] - now // 1000
         dev.tz_min = msg["tz_min"]
+        return True
     elif t == "error":
         # The gateway refused something of ours for authentication (2) or
         # does not know this device (5): introduce ourselves again. While
@@ -54,13 +67,14 @@ def obey(dev, msg, now):
         if slot > 47 or 3 < slot < 16 or msg["width"] > dev.screen.w \
                 or msg["height"] > dev.screen.h:
             link.out(0x7F, _E_ARG, msg["seq"], "bitmap")
-        else:
-            store.put_bitmap(slot, msg["width"], msg["height"], msg["offset"], msg["data"])
-            dev.dirty = True
+            return False
+        store.put_bitmap(slot, msg["width"], msg["height"], msg["offset"], msg["data"])
+        dev.dirty = True
+        return True
     elif t == "config":
         if journal.size_of("x" * _MAX_INVITATION, msg["reasons"]) > journal.ROOM:
             link.out(0x7F, _E_ARG, msg["seq"], "reasons")
-            return
+            return False
         cfg = {}
         for k in _CONFIG:
             cfg[k] = msg[k]
@@ -71,6 +85,7 @@ def obey(dev, msg, now):
                     store.drop_bitmap(i)
             store.put("config", cfg)
         configure(dev, cfg, now)
+        return True
     elif t == "bind" or t == "unbind":
         key = link.key.raw if link.key else b""
         staff = window = ""
@@ -78,7 +93,7 @@ def obey(dev, msg, now):
             key = msg["key"] or key
             if not key:
                 link.out(0x7F, _E_ARG, msg["seq"], "no key")
-                return
+                return False
             staff = msg["staff_id"]
             window = msg["window"]
         else:
@@ -95,7 +110,11 @@ def obey(dev, msg, now):
         dev.window = window
         link.set_key(key)
         dev.dirty = True
-        link.health(now)
+        # The new binding is news for the gateway: health on the next turn,
+        # after the collect, not now while the key change churns the heap.
+        link.t_health = now
+        return True
+    return False
 
 
 def configure(dev, cfg, now):

@@ -70,6 +70,10 @@ class Evaluator:
         self.uninvited = 0  # presses with no invitation open (since boot)
         self.ignored = 0  # presses during thanks
         self.version = 0  # bumped on every change the screen must show
+        # The last invitations closed here (rated, unrated or cancelled): the
+        # gateway resends an invite whose `done` it missed, and a closed one
+        # must not open again (一次一评). Four ids cover any resend window.
+        self.closed = ["", "", "", ""]
 
     def set_reasons(self, codes):
         self.reasons = codes or FALLBACK

@@ -21,7 +21,8 @@ STATE_EVERY_S = 30.0
 
 
 class Monitor(threading.Thread):
-    def __init__(self, registry, cfg, publish_device=None, publish_gateway=None, summary=None):
+    def __init__(self, registry, cfg, publish_device=None, publish_gateway=None, summary=None,
+                 every_second=None):
         super().__init__(name="hcp-health", daemon=True)
         self.registry = registry
         self.cfg = cfg
@@ -30,6 +31,7 @@ class Monitor(threading.Thread):
         self.summary = summary
         self._halt = threading.Event()
         self._last_state = 0.0
+        self.every_second = every_second  # e.g. the router's resend of unconfirmed commands
 
     @property
     def offline_after_s(self):
@@ -66,5 +68,7 @@ class Monitor(threading.Thread):
         while not self._halt.wait(1.0):
             try:
                 self.tick()
+                if self.every_second is not None:
+                    self.every_second()
             except Exception:
                 log.exception("health tick")

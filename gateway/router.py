@@ -29,6 +29,7 @@ import time
 from gateway import records
 from gateway import registry as reg
 from gateway.commit import Event
+from gateway.downlink import CONFIRMED, Downlink
 from gateway.errors import DeviceNotConnected as NotConnected
 from protocol import frame as _frame
 from protocol import messages as M
@@ -38,7 +39,7 @@ log = logging.getLogger("hcp.gateway.router")
 
 CLOCK_TOLERANCE_S = 2.0  # a device clock further off than this is set again
 ACK_IDS_PER_FRAME = 200  # 33 + 2 + 8 * 200 bytes: well under MAX_PAYLOAD
-BITMAP_CHUNK = 512  # bytes of image per bitmap frame
+BITMAP_CHUNK = 128  # bytes of image per bitmap frame (a 64K device has ~0.6 KB free blocks)
 
 
 class Link:
@@ -71,6 +72,7 @@ class Router:
         self.lock = threading.RLock()
         self.read_conn = read_conn  # for bitmaps; used under self.lock
         self.pending_invites = collections.OrderedDict()  # (device_id, seq) -> invitation id
+        self.downlink = Downlink()  # commands not yet confirmed by `done`
         self.device_errors = {}  # error code -> count (errors devices sent us)
         self.listeners = []  # fn(dev, what) on "online" / "health"
         self.on_invite_refused = None  # fn(invitation_id, code, detail)
@@ -95,7 +97,7 @@ class Router:
 
     def frame(self, link, fr, msg, now):
         code = fr.mtype
-        if code not in (M.HELLO, M.EVENT, M.HEALTH, M.ERROR):
+        if code not in (M.HELLO, M.EVENT, M.HEALTH, M.ERROR, M.DONE):
             self.registry.count_rejected("direction")
             return
         device_id = msg.get("device_id") or (link.device.device_id if link.device else None)
@@ -129,6 +131,8 @@ class Router:
             self._hello(dev, msg, now)
         elif code == M.HEALTH:
             self._health(dev, msg, now)
+        elif code == M.DONE:
+            self.downlink.answered(dev.device_id, msg["ref_seq"])
         else:
             self._error(dev, msg)
 
@@ -137,7 +141,7 @@ class Router:
         reject = self.registry.count_rejected
         confirm = False
         if dev.key is None and dev.prev_key is None:
-            if code not in (M.HELLO, M.HEALTH):
+            if code not in (M.HELLO, M.HEALTH, M.DONE):
                 reject("unpaired", dev)
                 return False
             if code == M.HELLO:
@@ -147,6 +151,10 @@ class Router:
             if (code == M.HELLO and msg["paired"] == 0 and not dev.key_confirmed
                     and dev.prev_key is None):
                 dev.replay = _frame.Replay()  # interrupted first pairing
+                used = None
+            elif code == M.DONE and not dev.key_confirmed and dev.prev_key is None:
+                # Confirms a command sent before the device got its first
+                # key (time, config): harmless, it only ends a resend.
                 used = None
             else:
                 reject("untagged", dev)
@@ -171,7 +179,8 @@ class Router:
         except ProtocolError:
             reject("replay", dev)
             return False
-        dev.tx_key = used
+        if used is not None or code != M.DONE:
+            dev.tx_key = used  # answer with what the device holds (an untagged done says nothing of that)
         if confirm:
             dev.key_confirmed = True
             dev.prev_key = None
@@ -218,6 +227,8 @@ class Router:
 
     def _error(self, dev, msg):
         code = msg["code"]
+        if msg["ref_seq"]:
+            self.downlink.answered(dev.device_id, msg["ref_seq"], refused=True)
         with self.lock:
             self.device_errors[code] = self.device_errors.get(code, 0) + 1
             inv = self.pending_invites.pop((dev.device_id, msg["ref_seq"]), None)
@@ -234,8 +245,9 @@ class Router:
                 log.exception("listener")
 
     # --- outbound ----------------------------------------------------------
-    def send(self, dev, msg, key=None, use_tx_key=True):
-        """Encode and send one message to `dev` on its link; return its seq."""
+    def send(self, dev, msg, key=None, use_tx_key=True, deadline=None):
+        """Encode and send one message to `dev` on its link; return its seq.
+        Commands are kept until the device confirms them (gateway/downlink.py)."""
         link = dev.link
         if link is None or not dev.online:
             raise NotConnected("device %s is not connected" % dev.device_id)
@@ -244,7 +256,34 @@ class Router:
             msg["seq"] = next(self._seq)
             data = M.encode(msg, dev.tx_key if use_tx_key else key)
             link.send(data)
+        if msg["type"] in CONFIRMED:
+            self.downlink.sent(dev.device_id, msg["seq"], msg, (key, use_tx_key), deadline=deadline)
         return msg["seq"]
+
+    def resend_due(self, now=None):
+        """Send again every command whose confirmation is overdue (called
+        about once a second by the health monitor)."""
+        for p in self.downlink.due(now):
+            dev = self.registry.get(p.device_id)
+            if dev is None:
+                continue
+            msg = dict(p.msg)
+            key, use_tx_key = p.key_args
+            try:
+                link = dev.link
+                if link is None or not dev.online:
+                    raise NotConnected(dev.device_id)
+                msg["session"] = self.session
+                with self._send_lock:
+                    msg["seq"] = next(self._seq)
+                    link.send(M.encode(msg, dev.tx_key if use_tx_key else key))
+            except (NotConnected, OSError):
+                self.downlink.hold(p, now)
+                continue
+            if msg["type"] == "invite":
+                with self.lock:
+                    self.pending_invites[(dev.device_id, msg["seq"])] = msg["invitation"]
+            self.downlink.requeue(p, msg["seq"], now)
 
     def send_ack(self, dev, ids):
         for i in range(0, len(ids), ACK_IDS_PER_FRAME):
@@ -262,8 +301,9 @@ class Router:
                         "reasons_version": d.reasons_version, "reasons": self.cfg.reason_codes})
 
     def send_invite(self, dev, invitation, cases, timeout_s):
+        # Resent until confirmed, but never after it would have timed out.
         seq = self.send(dev, {"type": "invite", "invitation": invitation, "cases": cases,
-                              "timeout_s": timeout_s})
+                              "timeout_s": timeout_s}, deadline=time.time() + timeout_s)
         with self.lock:
             self.pending_invites[(dev.device_id, seq)] = invitation
             while len(self.pending_invites) > 1000:

@@ -101,7 +101,7 @@ class Gateway:
         self.monitor = Monitor(self.registry, cfg,
                                publish_device=self.mqtt.publish_device if self.mqtt else None,
                                publish_gateway=self.mqtt.publish_gateway if self.mqtt else None,
-                               summary=self.summary)
+                               summary=self.summary, every_second=self.router.resend_due)
         self.router.listeners.append(self.monitor.device_changed)
         self.committer.on_alarm(self._alarm_changed)
         self.monitor.start()

@@ -40,4 +40,5 @@ EXAMPLES = [
      "reasons": ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8"]},
     {"type": "error", "session": 3, "seq": 18, "code": 4, "ref_seq": 11,
      "detail": "journal full"},
+    {"type": "done", "session": 7, "seq": 7, "device_id": "EV-0001", "ref_seq": 16},
 ]

@@ -27,6 +27,7 @@ except ImportError:  # CPython
 HELLO = const(0x01)
 EVENT = const(0x02)
 HEALTH = const(0x03)
+DONE = const(0x04)
 ACK = const(0x10)
 INVITE = const(0x11)
 CANCEL = const(0x12)
@@ -62,6 +63,7 @@ SCHEMA = {
     HEALTH: ("health", "device_id:s uptime_ms:I time:I free_heap:I journal_depth:H"
                        " journal_free:H dropped:I corrupt:I uninvited:I stuck:B fw:s"
                        " staff_id:s"),
+    DONE: ("done", "device_id:s ref_seq:I"),
     ACK: ("ack", "device_id:s ids:E"),
     INVITE: ("invite", "invitation:s cases:S timeout_s:H"),
     CANCEL: ("cancel", "invitation:s"),

@@ -3,6 +3,7 @@ the API's token; device listing."""
 
 import sqlite3
 import threading
+import time
 
 import pytest
 from support.gwfixtures import connect, pair, rows
@@ -115,10 +116,12 @@ def test_device_list_detail_health_and_bitmaps(hall):
     code, lst = hall.api("GET", "/api/devices")
     assert [x["device_id"] for x in lst["devices"]] == ["EV-H"]
     import base64
-    img = bytes(range(256)) * 5  # 1280 bytes: three frames of 512
+    from gateway.router import BITMAP_CHUNK
+
+    img = bytes(range(256)) * 5  # 1280 bytes, in frames of BITMAP_CHUNK
     code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
                           {"slot": 1, "width": 160, "height": 64, "data": base64.b64encode(img).decode()})
-    assert code == 200 and body["frames"] == 3
+    assert code == 200 and body["frames"] == -(-len(img) // BITMAP_CHUNK)
     dev.wait(lambda: bytes(dev.bitmaps.get(1, b"")) == img)
     code, got = hall.api("GET", "/api/devices/EV-H/bitmaps/1")
     assert code == 200 and (got["width"], got["height"]) == (160, 64) and base64.b64decode(got["data"]) == img
@@ -133,7 +136,37 @@ def test_device_list_detail_health_and_bitmaps(hall):
     dev.staff_id = "S-OTHER"
     dev.hello()
     dev.wait(lambda: dev.staff_id == "S1" and len(dev.got("bitmap")) > n)
-    # Heartbeats stop: offline after 3 missed (forced clock).
+    # Every command confirmed (the device's `done` frames are all in), then
+    # its heartbeats stop: offline after 3 missed (forced clock).
+    pending = hall.gw.router.downlink.pending
+    dev.wait(lambda: not [p for p in pending.values() if p.device_id == "EV-H"], timeout=10)
+    time.sleep(0.2)
     hall.gw.monitor.tick(now=hall.gw.registry.get("EV-H").last_seen + 91)
     code, d = hall.api("GET", "/api/devices/EV-H")
     assert d["online"] is False
+
+
+def test_commands_are_resent_until_the_device_confirms_them(hall):
+    """A bitmap part lost on the way (noise, a device with no heap to spare)
+    is sent again until the device answers `done`; confirmed ones are not."""
+    import base64
+
+    from gateway.router import BITMAP_CHUNK
+
+    dev = connect(hall.device("EV-R"))
+    pair(hall, dev, "S9", "W9")
+    dev.confirm = False  # the device hears the frames but its answers are lost
+    img = bytes(range(256)) * 4
+    code, body = hall.api("POST", "/api/devices/EV-R/bitmaps",
+                          {"slot": 2, "width": 128, "height": 64, "data": base64.b64encode(img).decode()})
+    assert code == 200
+    parts = -(-len(img) // BITMAP_CHUNK)
+    dev.wait(lambda: len([m for m in dev.got("bitmap") if m["slot"] == 2]) >= 2 * parts, timeout=10)
+    dev.confirm = True  # answers get through again: the resending stops
+    dl = hall.gw.router.downlink
+    dev.wait(lambda: not [p for p in dl.pending.values() if p.device_id == "EV-R"], timeout=15)
+    n = len(dev.got("bitmap"))
+    time.sleep(2.5)
+    dev.poll(0.1)
+    assert len(dev.got("bitmap")) == n
+    assert bytes(dev.bitmaps[2]) == img and dl.stats["resent"] >= parts

@@ -154,6 +154,8 @@ class FakeDevice:
         self.time = None
         self.bitmaps = {}  # slot -> bytearray
         self.unbound = 0
+        self.confirm = True  # answer commands with `done`, as the firmware does
+        self.closed = []  # invitations this device closed: a resent invite must not reopen them
 
     # --- sending -------------------------------------------------------------
     def uptime_ms(self):
@@ -201,12 +203,14 @@ class FakeDevice:
         inv = self.invitation
         assert inv is not None, "no open invitation"
         self.invitation = None
+        self.closed.append(inv["invitation"])
         return self.event("rating", score, reasons, inv["invitation"])
 
     def timeout(self):
         inv = self.invitation
         assert inv is not None, "no open invitation"
         self.invitation = None
+        self.closed.append(inv["invitation"])
         return self.event("unrated", 0, (), inv["invitation"])
 
     def press(self, score):
@@ -249,7 +253,14 @@ class FakeDevice:
             n += 1
         return n
 
+    COMMANDS = ("invite", "cancel", "time", "bind", "unbind", "bitmap", "config")
+
     def _handle(self, msg):
+        self._apply(msg)
+        if self.confirm and msg["type"] in self.COMMANDS:
+            self.send({"type": "done", "device_id": self.device_id, "ref_seq": msg["seq"]})
+
+    def _apply(self, msg):
         t = msg["type"]
         if t == "ack":
             if msg["device_id"] != self.device_id:
@@ -268,12 +279,16 @@ class FakeDevice:
             self.window = ""
             self.unbound += 1
         elif t == "invite":
+            if msg["invitation"] in self.closed or (
+                    self.invitation and self.invitation["invitation"] == msg["invitation"]):
+                return  # a resend: already open, or answered (一次一评)
             if self.invitation is not None:  # the old one closes as unrated
                 self.timeout()
             self.invitation = {"invitation": msg["invitation"], "cases": msg["cases"],
                                "timeout_s": msg["timeout_s"]}
         elif t == "cancel":
             if self.invitation and self.invitation["invitation"] == msg["invitation"]:
+                self.closed.append(msg["invitation"])
                 self.invitation = None
         elif t == "config":
             self.config = msg
