@@ -60,9 +60,10 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
 @click.option("--seconds", type=click.IntRange(1), help="Stop by itself after this many seconds (default: run until Ctrl-C).")
 @click.option("--devices", default=4, show_default=True, type=click.IntRange(1, 32), help="Evaluators in the demo hall.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the demo keeps its files (default var/demo-<time>).")
-def demo(seconds, devices, workdir):
+@click.option("--heap", default="64K", show_default=True, help="MicroPython heap of every evaluator (-X heapsize).")
+def demo(seconds, devices, workdir, heap):
     """The whole system out of the box: an embedded MQTT broker, the hall
     gateway, and simulated evaluators (the real firmware) rated at a human pace."""
     from simulator import demo as _demo
 
-    _demo.run(seconds=seconds, devices=devices, workdir=workdir, say=click.echo)
+    _demo.run(seconds=seconds, devices=devices, workdir=workdir, say=click.echo, heap=heap)

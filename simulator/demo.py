@@ -29,14 +29,14 @@ def _port_or_any(port):
             return None
 
 
-def run(seconds=None, devices=4, workdir=None, say=print, seed=None):
+def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap="64K"):
     if workdir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         workdir = pathlib.Path("var") / ("demo-" + stamp)
     workdir = pathlib.Path(workdir).resolve()
     seed = seed if seed is not None else int(time.time())
     hall = SimHall(workdir, devices=devices, seed=seed, broker="amqtt", invite_timeout_s=15, heartbeat_s=5,
-                   http_port=_port_or_any(8780))
+                   http_port=_port_or_any(8780), heap=heap)
     stop = threading.Event()
     try:
         say("starting a hall of %d evaluators in %s ..." % (devices, workdir))
