@@ -23,6 +23,7 @@ import time
 
 import serial
 
+from gateway import fastdecode
 from gateway.router import Link
 from protocol.reader import Reader
 
@@ -282,5 +283,5 @@ class SerialIngest(threading.Thread):
             self._fail(port, "end of file")
             return
         packets = port.reader.packets(data)
-        if packets:
-            self.router.packets(port, packets, port.reader)
+        if packets:  # Router.packets, with the fast decoder for events (gateway/fastdecode.py)
+            fastdecode.route(self.router, port, packets, port.reader)
