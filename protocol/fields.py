@@ -17,7 +17,6 @@ from protocol.errors import MessageError
 KINDS = ("", "rating", "unrated", "uninvited")
 
 _INT = {"B": (0xFF, "<B", 1), "H": (0xFFFF, "<H", 2), "I": (0xFFFFFFFF, "<I", 4)}
-_ID_CHARS = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
 
 
 def is_int(v):

@@ -40,21 +40,25 @@ class Reader:
             n += self.errors[k]
         return n
 
-    def packets(self, chunk):
+    def packets(self, chunk, n=None):
+        """The packets completed by chunk (its first n bytes: a device
+        reads into one buffer)."""
         out = []
-        self.bytes += len(chunk)
+        if n is None:
+            n = len(chunk)
+        self.bytes += n
         cap = len(self._buf)
         start = 0
-        n = len(chunk)
+        mv = memoryview(chunk)
         while start < n:
-            end = chunk.find(b"\x00", start)
+            end = chunk.find(b"\x00", start, n)
             stop = n if end < 0 else end
             take = stop - start
             if not self._overflow:
                 if self._len + take > cap:
                     self._overflow = True
                 else:
-                    self._buf[self._len : self._len + take] = chunk[start:stop]
+                    self._buf[self._len : self._len + take] = mv[start:stop]
                     self._len += take
             if end < 0:
                 break

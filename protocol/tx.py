@@ -31,7 +31,9 @@ except ImportError:  # CPython
 
 
 _AT = const(4)  # room for the COBS overhead: 1 + 1 per 254 bytes, up to 762
-CAP = const(600)  # longest frame (header, payload, tag, crc) before COBS
+CAP = const(400)  # longest frame (header, payload, tag, crc) before COBS:
+# an event is at most a journal slot's 256 bytes of fields, + 56
+_END = const(_AT + CAP - 8 - 4)  # where the payload must end (tag, crc)
 _CRC = const(4)
 _TAG = const(8)
 
@@ -53,13 +55,12 @@ for _c in (_m.HELLO, _m.EVENT, _m.HEALTH, _m.DONE, _m.ERROR):
     KIND[_c] = _kinds(_c)
 _c = None
 
-_B = const(66)  # ord("B")
-_H = const(72)
-_I = const(73)
-_h = const(104)
-_s = const(115)
+_s = const(115)  # ord("s")
 _S = const(83)
 _k = const(107)
+_h = const(104)
+# Integer kinds: struct format and top value, by ord(kind); i16 is h.
+_INT = {66: ("<B", 0xFF), 72: ("<H", 0xFFFF), 73: ("<I", 0xFFFFFFFF), _h: ("<h", 0xFFFF)}
 
 
 def _int(v, top):
@@ -67,19 +68,15 @@ def _int(v, top):
         raise MessageError("field", "0..%d" % top)
 
 
-def _room(n, k):
-    if n + k > _AT + CAP - _TAG - _CRC:
-        raise MessageError("long", "frame")
-
-
 def _text(n, v):
     if not isinstance(v, str):
         raise MessageError("field", "text")
-    b = v.encode("utf-8")
+    b = v.encode()
     k = len(b)
     if k > 255:
-        raise MessageError("field", "text > 255")
-    _room(n, k + 1)
+        raise MessageError("field", "text")
+    if n + k >= _END:
+        raise MessageError("long", "frame")
     buf[n] = k
     buf[n + 1 : n + 1 + k] = b
     return n + 1 + k
@@ -101,41 +98,30 @@ def frame(code, session, seq, values, key=None):
         v = values[i]
         if k == _s:
             n = _text(n, v)
-        elif k == _B or k == _k:
-            if k == _k:
-                if not isinstance(v, str) or v not in KINDS or not v:
-                    raise MessageError("field", "kind")
-                v = KINDS.index(v)
-            _int(v, 0xFF)
-            _room(n, 1)
-            buf[n] = v
-            n += 1
-        elif k == _H:
-            _int(v, 0xFFFF)
-            _room(n, 2)
-            struct.pack_into("<H", buf, n, v)
-            n += 2
-        elif k == _I:
-            _int(v, 0xFFFFFFFF)
-            _room(n, 4)
-            struct.pack_into("<I", buf, n, v)
-            n += 4
-        elif k == _h:
-            if not is_int(v) or not -32768 <= v <= 32767:
-                raise MessageError("field", "i16")
-            _room(n, 2)
-            struct.pack_into("<h", buf, n, v)
-            n += 2
-        elif k == _S:
+            continue
+        if k == _S:
             if not isinstance(v, (list, tuple)) or len(v) > 255:
                 raise MessageError("field", "list")
-            _room(n, 1)
+            if n >= _END:
+                raise MessageError("long", "frame")
             buf[n] = len(v)
             n += 1
             for item in v:
                 n = _text(n, item)
-        else:
-            raise MessageError("field", "kind")
+            continue
+        if k == _k:
+            if not isinstance(v, str) or v not in KINDS or not v:
+                raise MessageError("field", "kind")
+            v = KINDS.index(v)
+            k = 66
+        fmt, top = _INT[k]
+        if k == _h:
+            v += 0x8000 if is_int(v) else 0  # -32768..32767 is 0..0xFFFF moved
+        _int(v, top)
+        if n + 4 > _END:
+            raise MessageError("long", "frame")
+        struct.pack_into(fmt, buf, n, v - 0x8000 if k == _h else v)
+        n += struct.calcsize(fmt)
     # The rules that apply to what a device sends (rules.check).
     if code != _m.ERROR:
         _rules.device_id(values[0])
