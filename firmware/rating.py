@@ -71,9 +71,15 @@ class Evaluator:
         self.ignored = 0  # presses during thanks
         self.version = 0  # bumped on every change the screen must show
         # The last invitations closed here (rated, unrated or cancelled): the
-        # gateway resends an invite whose `done` it missed, and a closed one
-        # must not open again (一次一评). Four ids cover any resend window.
-        self.closed = ["", "", "", ""]
+        # gateway resends an invite whose `done` it missed (for at most the
+        # invitation's timeout), and a closed one must neither open again
+        # (一次一评) nor disturb the one open now.
+        self.closed = ["", "", "", "", "", "", "", ""]
+
+    def _ended(self):
+        # The open invitation ends here, whichever way.
+        self.closed.pop(0)
+        self.closed.append(self.invitation)
 
     def set_reasons(self, codes):
         self.reasons = codes or FALLBACK
@@ -82,7 +88,10 @@ class Evaluator:
 
     def invite(self, invitation, cases, timeout_s, now):
         """Open an invitation. Return 0, or 4 (E_FULL) when the journal
-        could not take its outcome. Re-sending the open one changes nothing."""
+        could not take its outcome. Re-sending the open one, or one already
+        closed, changes nothing."""
+        if invitation in self.closed:
+            return 0
         if self.state in _OPEN:
             if invitation == self.invitation:
                 return 0
@@ -100,6 +109,7 @@ class Evaluator:
     def cancel(self, invitation):
         """Withdraw the open invitation if it has this id (no event)."""
         if self.state in _OPEN and invitation == self.invitation:
+            self._ended()
             self.state = IDLE
             self.version += 1
             return True
@@ -110,6 +120,7 @@ class Evaluator:
         unbind)."""
         if self.state in _OPEN:
             self.sink.record(_UNRATED, 0, (), self.invitation, now)
+            self._ended()
             self.state = IDLE
             self.version += 1
 
@@ -149,6 +160,7 @@ class Evaluator:
         # (a flash error), stay open: the citizen may press again, and the
         # timeout still closes the invitation.
         if self.sink.record(_RATING, star, reasons, self.invitation, at):
+            self._ended()
             self.deadline = now + THANKS_MS
             self.state = THANKS
 

@@ -105,9 +105,14 @@ class Dashboard(threading.Thread):
         p = params(gw.cfg)
         self._month = _Cache(lambda month: read(conn, "month", month, p), MONTH_COST_FACTOR, 2.0)
         self._day = _Cache(lambda day_start: read(conn, "day", day_start, p), DAY_COST_FACTOR)
+        # Nobody looking at the page: the figures that scan events are only
+        # needed by the alert rules, which can wait a minute. Under a heavy
+        # ingest this keeps the event scans off the GIL the ACKs need.
+        self._viewed = time.monotonic()
 
     # --- for the API -------------------------------------------------------
     def snapshot(self):
+        self._viewed = time.monotonic()
         with self._lock:
             snap = self._snapshot
         if snap is None:  # before the first tick: wait for it briefly
@@ -159,6 +164,9 @@ class Dashboard(threading.Thread):
 
     def tick(self, now=None):
         now = time.time() if now is None else now
+        watched = time.monotonic() - self._viewed < UNWATCHED_AFTER_S
+        self._month.min_s = 2.0 if watched else UNWATCHED_REFRESH_S
+        self._day.min_s = 0.0 if watched else UNWATCHED_REFRESH_S
         snap = self.compute(now)
         facts = snap.pop("_facts")
         snap["alerts"] = self.book.update(_alerts.evaluate(facts, self.gw.cfg.alerts), now)
@@ -321,6 +329,10 @@ def params(cfg):
     return {"tz_min": cfg.hall.tz_offset_min, "dept": cfg.hall.deptCode,
             "low_invite_ratio": cfg.alerts.low_invite_ratio or 0.0,
             "reasons": [list(r) for r in cfg.device.reasons], "targets": [u.name for u in cfg.upstreams]}
+
+
+UNWATCHED_AFTER_S = 30.0  # no /api/dashboard request for this long: nobody is watching
+UNWATCHED_REFRESH_S = 60.0  # then event scans at most this often (the alert rules' pace)
 
 
 class _Cache:

@@ -17,6 +17,7 @@ import threading
 import time
 
 from simulator import invariants, upstream
+from simulator.device import SimDeviceError
 from simulator.hall import SimHall, noise_counts
 
 FAULTS = ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage")
@@ -38,7 +39,20 @@ class Actor(threading.Thread):
     def run(self):
         try:
             while self.n < self.quota and not self.stop_ev.is_set():
-                self.one()
+                self.attempt = None
+                try:
+                    self.one()
+                except SimDeviceError:
+                    # A power cut took the device while the citizen pressed:
+                    # the attempt is interrupted (its rating may or may not
+                    # have been journaled), and the next citizen waits for
+                    # the device to be back.
+                    a = self.attempt
+                    if a is not None and a not in self.ledger:
+                        a.outcome = "interrupted" if a.score is not None else a.outcome
+                        a.interrupted = True
+                        self._add(a)
+                    self.w.device.wait_state(("idle",), timeout=10.0)
                 if self.pause[1]:
                     self.stop_ev.wait(self.rng.uniform(*self.pause))
         except Exception as err:  # an actor's crash must show, not hang the run
@@ -75,7 +89,7 @@ class Actor(threading.Thread):
             return
         self.n += 1
         starts = dev.starts
-        a = invariants.Attempt(self.w.device_id, inv, cases)
+        a = self.attempt = invariants.Attempt(self.w.device_id, inv, cases)
         if dev.wait_state(("invited",), timeout=4.0) != "invited":
             self.hall.cancel(inv)  # the prompt never showed: the clerk withdraws it
             a.outcome = "cancelled"
@@ -244,7 +258,8 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
         main = per_target["http"]
         report.update({k: main[k] for k in ("invited", "thanked", "unrated", "uninvited", "upstream_records",
                                             "upstream_unique", "upstream_unrated", "upstream_duplicates",
-                                            "lost", "invented", "batches", "batches_ok")})
+                                            "lost", "lost_examples", "invented", "invented_examples", "batches",
+                                            "batches_ok")})
         report["cancelled"] = sum(1 for a in ledger if a.outcome == "cancelled")
         report["stuck_presses"] = counts.get("stuck", 0)
         report["one_code_one_account"] = _one_code_one_account(hall)

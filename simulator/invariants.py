@@ -46,6 +46,7 @@ def check(attempts, upstream, uninvited_pressed=0, counters=None):
     rated_events = {}  # eventId -> (score, reasons, device) as first seen
     event_cases = defaultdict(set)
     invented = 0
+    invented_examples = []
     no_reason = 0
     mismatched = 0
     unrated_records = 0
@@ -66,6 +67,9 @@ def check(attempts, upstream, uninvited_pressed=0, counters=None):
             no_reason += 1
         if attempt is None or attempt.score is None:
             invented += 1  # nobody pressed this (or it was an uninvited press)
+            if len(invented_examples) < 5:
+                invented_examples.append(dict(rec, why="no citizen pressed it" if attempt is None
+                                              else "the citizen walked away (%s)" % attempt.outcome))
             continue
         if attempt.score != score or tuple(sorted(attempt.reasons)) != tuple(sorted(reasons)):
             mismatched += 1
@@ -78,6 +82,7 @@ def check(attempts, upstream, uninvited_pressed=0, counters=None):
     arrived = {id(v[2]) for v in rated_events.values()}
     thanked = 0
     lost = 0
+    lost_examples = []
     for a in attempts:
         if a.score is None:
             continue
@@ -85,6 +90,9 @@ def check(attempts, upstream, uninvited_pressed=0, counters=None):
             thanked += 1
             if id(a) not in arrived:
                 lost += 1
+                if len(lost_examples) < 5:
+                    lost_examples.append({"device_id": a.device_id, "invitation": a.invitation,
+                                          "cases": a.cases, "score": a.score, "reasons": list(a.reasons)})
 
     batches = [a for a in attempts if len(a.cases) > 1 and id(a) in arrived]
     batches_ok = True
@@ -108,7 +116,9 @@ def check(attempts, upstream, uninvited_pressed=0, counters=None):
         "upstream_unrated": unrated_records,
         "upstream_duplicates": duplicates,
         "lost": lost,
+        "lost_examples": lost_examples,
         "invented": invented,
+        "invented_examples": invented_examples,
         "mismatched": mismatched,
         "bad_without_reason": no_reason,
         "double_rated": double_rated,

@@ -202,5 +202,30 @@ def test_press_queue_is_bounded_and_counts_drops():
     assert len(b.queue) == 8 and b.dropped == 4
 
 
+def test_resent_invites_never_reopen_nor_disturb():
+    # The gateway resends an invite whose `done` it missed: one already
+    # answered must not open again (一次一评), nor close the one open now.
+    s = Sink()
+    ev = Evaluator(s)
+    ev.invite("INV-1", 1, 10, 0)
+    ev.press(5, 100)
+    assert ev.state == THANKS and len(s.events) == 1
+    ev.tick(100 + 5000)
+    ev.invite("INV-2", 1, 10, 6000)
+    ev.press(2, 6100)  # a 差评: on the reason pages now
+    assert ev.invite("INV-1", 1, 10, 6200) == 0  # late resend of the answered one
+    assert ev.state == REASONS and ev.invitation == "INV-2"
+    ev.press(5, 6300)  # key 1: reason 1
+    ev.press(1, 6400)  # key 5: next page
+    ev.press(1, 6500)  # key 5: confirm
+    assert ev.state == THANKS
+    assert [e[3] for e in s.events] == ["INV-1", "INV-2"]
+    ev.cancel("INV-2")
+    ev.tick(7000 + 5000)
+    ev.invite("INV-3", 1, 1, 12000)
+    assert ev.cancel("INV-3")
+    assert ev.invite("INV-3", 1, 1, 12100) == 0 and ev.state == IDLE  # cancelled stays closed
+
+
 if __name__ == "__main__":
     mpcompat.main(globals())
