@@ -57,7 +57,6 @@ def run(progress=None, heap="64K", boots=5, seconds=110, keep=0):
         hall.start(progress=say)
         w = hall.windows[0]
         dev = w.device
-        codes = [c for c, _ in hall.reasons()]
 
         def sample():
             while not stop.is_set():

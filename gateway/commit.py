@@ -260,7 +260,7 @@ class Committer(threading.Thread):
                 invs[row[0]] = row
         rows = []
         found = []  # the invitation row each event answers, or None
-        for item, eid in zip(events, eids):
+        for item, eid in zip(events, eids, strict=True):
             m = item.msg
             row = None
             if m["kind"] != "uninvited":
@@ -290,7 +290,7 @@ class Committer(threading.Thread):
         closing = []
         hall = self.hall
         targets = self.targets
-        for item, eid, row in zip(events, eids, found):
+        for item, eid, row in zip(events, eids, found, strict=True):
             m = item.msg
             if added is not None:
                 if eid not in added:

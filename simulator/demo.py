@@ -29,7 +29,7 @@ def _port_or_any(port):
             return None
 
 
-def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap="64K"):
+def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap=None):
     if workdir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         workdir = pathlib.Path("var") / ("demo-" + stamp)

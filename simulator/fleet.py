@@ -200,7 +200,7 @@ def _one_code_one_account(hall):
 
 
 def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=None, progress=None,
-        broker="auto", drain_s=120.0, max_s=900.0, heap="64K"):
+        broker="auto", drain_s=120.0, max_s=900.0, heap=None):
     import tempfile
 
     say = progress or (lambda msg: None)

@@ -131,7 +131,7 @@ def _run(cls, path, script, cuts, n_dev):
              "kind": kind, "score": score, "reasons": list(reasons), "invitation": inv, "time": t,
              "uptime_ms": seq * 10}
         items.append(commit.Event(m, devs[int(dev_id[1:])], 1000.0 + i, float(t or 999), "device"))
-    for a, b in zip([0] + cuts, cuts + [len(items)]):
+    for a, b in zip([0] + cuts, cuts + [len(items)], strict=True):
         c._commit(items[a:b])
     conn.close()
     ro = sqlite3.connect(path)

@@ -116,6 +116,7 @@ def test_device_list_detail_health_and_bitmaps(hall):
     code, lst = hall.api("GET", "/api/devices")
     assert [x["device_id"] for x in lst["devices"]] == ["EV-H"]
     import base64
+
     from gateway.router import BITMAP_CHUNK
 
     img = bytes(range(256)) * 5  # 1280 bytes, in frames of BITMAP_CHUNK
