@@ -19,10 +19,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test setup system-deps font-deps lint clean
 
-# Until `hcp demo` (gateway + simulated evaluators) lands, the demo shows what
-# runs today: every message of the wire protocol encoded and decoded again.
+# The hall out of the box: embedded broker, gateway + dashboard, simulated
+# evaluators running the real firmware. Ctrl-C stops it; DEMO_ARGS="--seconds 30".
+DEMO_ARGS ?=
 demo: $(STAMP) font-deps
-	$(BIN)/hcp proto examples | $(BIN)/hcp proto encode | $(BIN)/hcp proto decode
+	$(BIN)/hcp demo $(DEMO_ARGS)
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
