@@ -33,7 +33,6 @@ except ImportError:  # CPython
 _AT = const(4)  # room for the COBS overhead: 1 + 1 per 254 bytes, up to 762
 CAP = const(400)  # longest frame (header, payload, tag, crc) before COBS:
 # an event is at most a journal slot's 256 bytes of fields, + 56
-_END = const(_AT + CAP - 8 - 4)  # where the payload must end (tag, crc)
 _CRC = const(4)
 _TAG = const(8)
 
@@ -68,14 +67,14 @@ def _int(v, top):
         raise MessageError("field", "0..%d" % top)
 
 
-def _text(n, v):
+def _text(n, v, end):
     if not isinstance(v, str):
         raise MessageError("field", "text")
     b = v.encode()
     k = len(b)
     if k > 255:
         raise MessageError("field", "text")
-    if n + k >= _END:
+    if n + 1 + k > end:
         raise MessageError("long", "frame")
     buf[n] = k
     buf[n + 1 : n + 1 + k] = b
@@ -93,21 +92,24 @@ def frame(code, session, seq, values, key=None):
     _int(seq, 0xFFFFFFFF)
     struct.pack_into("<BBII", buf, _AT, 0x11 if key is not None else 0x10, code, session, seq)
     n = _AT + 10
+    # Where the payload must end: the frame (with its tag when tagged, and
+    # its CRC) is at most CAP bytes.
+    end = _AT + CAP - _CRC - (_TAG if key is not None else 0)
     for i in range(len(kinds)):
         k = kinds[i]
         v = values[i]
         if k == _s:
-            n = _text(n, v)
+            n = _text(n, v, end)
             continue
         if k == _S:
             if not isinstance(v, (list, tuple)) or len(v) > 255:
                 raise MessageError("field", "list")
-            if n >= _END:
+            if n + 1 > end:
                 raise MessageError("long", "frame")
             buf[n] = len(v)
             n += 1
             for item in v:
-                n = _text(n, item)
+                n = _text(n, item, end)
             continue
         if k == _k:
             if not isinstance(v, str) or v not in KINDS or not v:
@@ -118,10 +120,11 @@ def frame(code, session, seq, values, key=None):
         if k == _h:
             v += 0x8000 if is_int(v) else 0  # -32768..32767 is 0..0xFFFF moved
         _int(v, top)
-        if n + 4 > _END:
+        size = struct.calcsize(fmt)
+        if n + size > end:
             raise MessageError("long", "frame")
         struct.pack_into(fmt, buf, n, v - 0x8000 if k == _h else v)
-        n += struct.calcsize(fmt)
+        n += size
     # The rules that apply to what a device sends (rules.check).
     if code != _m.ERROR:
         _rules.device_id(values[0])

@@ -8,7 +8,7 @@ import sys
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
 
-from protocol import hmac256, messages, tx  # noqa: E402
+from protocol import cobs, hmac256, messages, tx  # noqa: E402
 from protocol.errors import ProtocolError  # noqa: E402
 from protocol.examples import EXAMPLES, TEST_KEY  # noqa: E402
 
@@ -43,7 +43,8 @@ def _same(msg, key):
             # tx's buffer holds any frame a device sends (an event is at
             # most a journal slot); longer ones are refused, not truncated.
             # (Or both refuse: tx stops at the first field past its end.)
-            assert want is None or len(want) > tx.CAP, (msg, want)
+            # CAP counts the frame before COBS: header, payload, tag, CRC.
+            assert want is None or len(cobs.decode(want[:-1])) > tx.CAP, (msg, want)
             return None
     assert got == want, (msg, want, got)
     return want

