@@ -72,6 +72,14 @@ class Downlink:
                       if p.device_id == device_id and (kinds is None or p.msg["type"] in kinds)]:
                 del self.pending[k]
 
+    def forget_invite(self, device_id, invitation):
+        """Drop the pending resends of one invitation (it was cancelled)."""
+        with self.lock:
+            for k in [k for k, p in self.pending.items()
+                      if p.device_id == device_id and p.msg["type"] == "invite"
+                      and p.msg["invitation"] == invitation]:
+                del self.pending[k]
+
     def due(self, now=None):
         """Pending commands to send again now: [(device_id, msg, key_args)];
         the caller sends each and calls sent() with its new seq."""

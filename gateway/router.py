@@ -301,6 +301,9 @@ class Router:
                         "reasons_version": d.reasons_version, "reasons": self.cfg.reason_codes})
 
     def send_invite(self, dev, invitation, cases, timeout_s):
+        # A new invitation supersedes any older one still being resent: a
+        # late resend would reopen it on the device and close this one.
+        self.downlink.forget(dev.device_id, kinds=("invite",))
         # Resent until confirmed, but never after it would have timed out.
         seq = self.send(dev, {"type": "invite", "invitation": invitation, "cases": cases,
                               "timeout_s": timeout_s}, deadline=time.time() + timeout_s)
@@ -311,6 +314,8 @@ class Router:
         return seq
 
     def send_cancel(self, dev, invitation):
+        # Stop resending the invite being withdrawn before withdrawing it.
+        self.downlink.forget_invite(dev.device_id, invitation)
         return self.send(dev, {"type": "cancel", "invitation": invitation})
 
     def send_bitmap(self, dev, slot, width, height, data):

@@ -171,3 +171,29 @@ def test_commands_are_resent_until_the_device_confirms_them(hall):
     dev.poll(0.1)
     assert len(dev.got("bitmap")) == n
     assert bytes(dev.bitmaps[2]) == img and dl.stats["resent"] >= parts
+
+
+def test_a_newer_invite_or_a_cancel_ends_resends_of_older_invites(hall):
+    """A stale invite resent after the clerk moved on would reopen it on the
+    device and close the current one: newer invites and cancels stop it."""
+    dev = connect(hall.device("EV-S"))
+    pair(hall, dev, "S7", "W7")
+    dev.confirm = False  # the device's answers are lost: the gateway keeps resending
+    code, first = hall.api("POST", "/api/invitations", {"window": "W7", "cases": [{"projectNo": "P-1"}]})
+    assert code == 201
+    dl = hall.gw.router.downlink
+
+    def pending_invites():
+        return sorted({p.msg["invitation"] for p in list(dl.pending.values())
+                       if p.device_id == "EV-S" and p.msg["type"] == "invite"})
+
+    assert pending_invites() == [first["invitation"]]
+    code, second = hall.api("POST", "/api/invitations", {"window": "W7", "cases": [{"projectNo": "P-2"}]})
+    assert code == 201
+    assert pending_invites() == [second["invitation"]]
+    code, _ = hall.api("POST", "/api/invitations/%s/cancel" % second["invitation"])
+    assert code == 200 and pending_invites() == []
+    time.sleep(2.5)  # past the first resend: the withdrawn invites never go out again
+    dev.poll(0.2)
+    invites = [m["invitation"] for m in dev.got("invite")]
+    assert invites.count(first["invitation"]) == 1 and invites.count(second["invitation"]) == 1
