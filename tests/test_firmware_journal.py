@@ -1,7 +1,7 @@
 """The flash journal on a real file: CRC per record, torn tails discarded,
 removal only on ACK, the full policy, and the boot-number memory.
 
-Runs under pytest and under MicroPython (driven by test_firmware_micropython.py)."""
+Runs under pytest and under MicroPython (driven by test_under_micropython.py)."""
 
 import os
 

@@ -1,7 +1,7 @@
 """The evaluation state machine and the button debouncer, as pure logic.
 
 Runs under pytest and under MicroPython (`micropython tests/test_firmware_logic.py`,
-driven by test_firmware_micropython.py): the same file checks both interpreters."""
+driven by test_under_micropython.py): the same file checks both interpreters."""
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
 

@@ -2,7 +2,7 @@
 # Runs unchanged under pytest (CPython) and under
 #   micropython -X heapsize=64K tests/test_protocol_messages.py
 # Plain asserts and test_* functions, in the style of micropython-lib's tests;
-# tests/test_protocol_micropython.py runs this file under the real VM.
+# tests/test_under_micropython.py runs this file under the real VM.
 
 import json  # noqa: E402
 
