@@ -38,8 +38,9 @@ class Rig:
         self.hello = self.gw.wait_for("hello")
 
     def invite(self, inv, cases=("C1",), timeout_s=10):
-        self.gw.send({"type": "invite", "invitation": inv, "cases": list(cases),
-                      "timeout_s": timeout_s})
+        # Confirmed like the gateway does it: resent until the device's `done`.
+        self.gw.command({"type": "invite", "invitation": inv, "cases": list(cases),
+                         "timeout_s": timeout_s})
         self.dev.wait_screen("invited")
 
     def event(self, where, **kw):
@@ -283,13 +284,15 @@ def test_gateway_sized_frames_need_72k(tmp_path, fw_cache):
     try:
         r.dev.wait_screen("idle")
         img = bytes([0xAA, 0x55] * 512)  # 128 x 64, a checkerboard
+        # Confirmed one by one, as the gateway's downlink does (docs/link.md):
+        # a frame the device had no heap for is sent again.
         for slot in (0, 1, 2, 3, 16, 17):
             for off in range(0, 1024, 512):
-                r.gw.send({"type": "bitmap", "slot": slot, "width": 128, "height": 64,
-                           "offset": off, "data": img[off:off + 512]})
-        r.gw.send({"type": "config", "invite_timeout_s": 10, "heartbeat_s": 1,
-                   "stuck_ms": 400, "reasons_version": "t2",
-                   "reasons": ["A%02d" % i for i in range(20)]})
+                r.gw.command({"type": "bitmap", "slot": slot, "width": 128, "height": 64,
+                              "offset": off, "data": img[off:off + 512]})
+        r.gw.command({"type": "config", "invite_timeout_s": 10, "heartbeat_s": 1,
+                      "stuck_ms": 400, "reasons_version": "t2",
+                      "reasons": ["A%02d" % i for i in range(20)]})
         r.invite("BIG", cases=["2026-CASE-%04d" % i for i in range(40)])
         rows = r.dev.pixels()
         assert rows[0][:4] == [1, 0, 1, 0] and rows[0][8:12] == [0, 1, 0, 1]

@@ -72,6 +72,20 @@ class FakeGateway:
             os.write(self.master, raw)
         return msg
 
+    def command(self, msg, tries=8, wait_s=1.0):
+        """Send a command as the real gateway does: again (new seq) until the
+        device answers `done` naming it; return the `done`. A device short of
+        heap may drop a frame, and only confirmation proves it arrived."""
+        for _ in range(tries):
+            mark = self.mark()
+            sent = self.send(msg)
+            try:
+                return self.wait_for("done", where=lambda m, q=sent["seq"]: m["ref_seq"] == q,
+                                     timeout=wait_s, start=mark)
+            except AssertionError:
+                continue
+        raise AssertionError("the device never confirmed %s" % msg["type"])
+
     def ack(self, device_id, ids):
         self.send({"type": "ack", "device_id": device_id, "ids": [list(i) for i in ids]})
 
