@@ -14,6 +14,7 @@
     POST /api/invitations                 {"window", "cases": [{"projectNo", ...}], "timeout_s"}
     GET  /api/invitations/<id>            state, cases, the event that answered it
     POST /api/invitations/<id>/cancel
+    POST /api/storage                     {"max_size_mb": N}: cap the database now (0 lifts it)
     GET  /api/dashboard                   everything the dashboard page shows (gateway/dashboard.py)
     GET  /api/alerts                      the active alerts
     GET  /metrics                         Prometheus text format (gateway/metrics.py)
@@ -176,6 +177,8 @@ def route(gw, method, parts, body, query):
             return 201, gw.invitations.open(body.get("window"), body.get("cases"), body.get("timeout_s"))
         if len(p) == 3 and p[0] == "invitations" and p[2] == "cancel":
             return 200, gw.invitations.cancel(p[1])
+        if p == ["storage"]:
+            return 200, gw.set_storage_cap(body.get("max_size_mb"))
         if p == ["pair"]:
             return 201, gw.pairing.pair(body.get("device_id"), body.get("staff_id"), body.get("window"),
                                         staff_name=body.get("staff_name", ""),

@@ -23,7 +23,7 @@ from gateway import db, outbox
 from gateway.api import Api
 from gateway.commit import Checkpointer, Committer
 from gateway.dashboard import Dashboard
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequest
 from gateway.health import Monitor
 from gateway.invitations import Invitations
 from gateway.pairing import Pairing
@@ -70,8 +70,7 @@ class Gateway:
         self._conns.append(writer)
         self.session = db.next_session(writer)
         if cfg.max_size_mb:
-            page = writer.execute("PRAGMA page_size").fetchone()[0]
-            writer.execute("PRAGMA max_page_count = %d" % int(cfg.max_size_mb * 1024 * 1024 // page))
+            _cap(writer, cfg.max_size_mb)
         self.registry.load(writer)
         writer.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
         self.checkpointer = Checkpointer(self._conn())
@@ -165,6 +164,17 @@ class Gateway:
         return 0
 
     # --- glue ----------------------------------------------------------------
+    def set_storage_cap(self, max_size_mb):
+        """Cap the database size now (MB; 0 lifts the cap). A cap at or below
+        the current size is a full disk: ACKs stop and the alarm rises, and
+        lifting it recovers by itself. Runs in the commit thread, between
+        batches. For admins who must keep a disk from filling, and for the
+        simulator's disk-full fault."""
+        if isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float)) or max_size_mb < 0:
+            raise InvalidRequest("max_size_mb must be a number >= 0 (0: no cap)")
+        self.committer.control(lambda conn: _cap(conn, max_size_mb))
+        return {"max_size_mb": max_size_mb}
+
     def wake_forwarders(self):
         for fw in self.forwarders.values():
             fw.wake()
@@ -206,3 +216,12 @@ class Gateway:
             "outbox": ob,
             "forwarders": fw,
         }
+
+
+def _cap(conn, max_size_mb):
+    # SQLite never sets max_page_count below the file's current size.
+    if not max_size_mb:
+        conn.execute("PRAGMA max_page_count = 4294967294")
+        return
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute("PRAGMA max_page_count = %d" % max(1, int(max_size_mb * 1024 * 1024 // page)))

@@ -20,7 +20,7 @@ from simulator import invariants, upstream
 from simulator.device import SimDeviceError
 from simulator.hall import SimHall, noise_counts
 
-FAULTS = ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage")
+FAULTS = ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage", "disk-full")
 
 
 class Actor(threading.Thread):
@@ -138,8 +138,9 @@ def _inject(hall, kinds, rng, stop, noise_rate, say):
         hall.faults["line-noise"] = 1
     others = [k for k in kinds if k != "line-noise"]
     # Every kind once, in a random order, before any repeats.
+    # The first pass comes quickly (a short run still gets them all).
     order = rng.sample(others, len(others))
-    while others and not stop.wait(rng.uniform(1.5, 4.0)):
+    while others and not stop.wait(rng.uniform(0.5, 1.5) if order else rng.uniform(1.5, 4.0)):
         kind = order.pop(0) if order else rng.choice(others)
         try:
             if kind == "power-cut":
@@ -152,6 +153,8 @@ def _inject(hall, kinds, rng, stop, noise_rate, say):
                 hall.restart_broker(off_s=rng.uniform(0.2, 1.0))
             elif kind == "upstream-outage":
                 hall.upstream_outage(rng.uniform(2.0, 6.0))
+            elif kind == "disk-full":
+                hall.disk_full(rng.uniform(1.0, 4.0))
             say("fault: %s" % kind)
         except Exception as err:
             say("fault %s failed: %r" % (kind, err))

@@ -223,6 +223,18 @@ class SimHall:
         procs.control_http_receiver(self.receivers["http"].port, refuse_for_s=seconds)
         self._count("upstream-outage")
 
+    def disk_full(self, seconds):
+        """The gateway's database runs out of space for `seconds` (a cap at
+        its current size through POST /api/storage), then space returns."""
+        self.api.call("POST", "/api/storage", {"max_size_mb": 0.001})
+        self._count("disk-full")
+        time.sleep(seconds)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the gateway may be restarting
+            if self.api.call("POST", "/api/storage", {"max_size_mb": 0})[0] == 200:
+                return
+            time.sleep(0.5)
+
     def set_noise(self, rate):
         for w in self.windows:
             w.device.line.rate = rate

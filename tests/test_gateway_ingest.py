@@ -184,6 +184,31 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
 
 
+def test_storage_cap_through_the_api_is_a_full_disk_that_lifts(hall):
+    """POST /api/storage caps the database now: at the current size it is a
+    full disk (no ACKs, the alarm), and 0 lifts it; nothing is lost."""
+    dev = connect(hall.device("EV-9"))
+    pair(hall, dev, "S9", "A09")
+    code, body = hall.api("POST", "/api/storage", {"max_size_mb": 0.001})
+    assert code == 200 and body == {"max_size_mb": 0.001}
+    deadline = time.monotonic() + 15
+    while hall.gw.committer.alarm is None:
+        assert time.monotonic() < deadline, hall.gw.committer.stats
+        for _ in range(20):
+            dev.press(3)
+        dev.poll(0.05)
+    assert dev.journal and hall.api("GET", "/api/status")[1]["alarm"]
+    assert hall.api("POST", "/api/storage", {"max_size_mb": -1})[0] == 400
+    assert hall.api("POST", "/api/storage", {"max_size_mb": 0})[0] == 200
+    deadline = time.monotonic() + 10
+    while dev.journal and time.monotonic() < deadline:
+        dev.resend()
+        dev.poll(0.2)
+    assert not dev.journal
+    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
+
+
 def test_a_device_clock_that_drifted_is_set_again(hall):
     dev = connect(hall.device("EV-8"))
     pair(hall, dev, "S8", "A08")

@@ -19,7 +19,7 @@ HEAP = os.environ.get("HCP_TEST_HEAP", DEFAULT_HEAP)
 
 def test_fleet_of_20_with_every_fault_keeps_every_invariant(tmp_path):
     args = [HCP, "sim", "fleet", "--devices", "20", "--ratings", "200", "--seed", "20261124",
-            "--faults", "power-cut,line-noise,gateway-kill,broker-restart,upstream-outage",
+            "--faults", "power-cut,line-noise,gateway-kill,broker-restart,upstream-outage,disk-full",
             "--heap", HEAP, "--max-seconds", "300", "--workdir", str(tmp_path / "hall"), "--json"]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.stdout.strip(), proc.stderr[-3000:]
@@ -30,7 +30,7 @@ def test_fleet_of_20_with_every_fault_keeps_every_invariant(tmp_path):
     assert report["lost"] == 0 and report["invented"] == 0, summary
     assert report["upstream_unique"] == report["thanked"], summary
     assert report["batches_ok"] and report["one_code_one_account"], summary
-    for kind in ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage"):
+    for kind in ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage", "disk-full"):
         assert report["faults_injected"].get(kind, 0) >= 1, summary
     assert report["thanked"] >= 100, summary  # the run really rated, faults or not
     assert report["ok"] and proc.returncode == 0, (summary, proc.stderr[-3000:])
