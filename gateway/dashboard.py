@@ -108,7 +108,7 @@ class Dashboard(threading.Thread):
         # Nobody looking at the page: the figures that scan events are only
         # needed by the alert rules, which can wait a minute. Under a heavy
         # ingest this keeps the event scans off the GIL the ACKs need.
-        self._viewed = time.monotonic()
+        self._viewed = -UNWATCHED_AFTER_S  # nobody has looked yet
 
     # --- for the API -------------------------------------------------------
     def snapshot(self):
