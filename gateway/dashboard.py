@@ -380,10 +380,10 @@ def _today(conn, day_start):
     """Today's figures per window and per staff member, with the report's Tally."""
     total = report.Tally()
     windows, staff = {}, {}
-    for kind, score, reasons, staff_id, window in report._rows(conn, day_start, day_start + 86400):
-        total.add(kind, score, reasons)
-        windows.setdefault(window, report.Tally()).add(kind, score, reasons)
-        staff.setdefault((window, staff_id), report.Tally()).add(kind, score, reasons)
+    for kind, score, reasons, staff_id, window, n in report._rows(conn, day_start, day_start + 86400):
+        total.add(kind, score, reasons, n)
+        windows.setdefault(window, report.Tally()).add(kind, score, reasons, n)
+        staff.setdefault((window, staff_id), report.Tally()).add(kind, score, reasons, n)
     rows = [dict(total.as_dict(), level="total", window="", staff="")]
     rows += [dict(windows[w].as_dict(), level="window", window=w, staff="") for w in sorted(windows)]
     rows += [dict(staff[k].as_dict(), level="staff", window=k[0], staff=k[1]) for k in sorted(staff)]
