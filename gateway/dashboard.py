@@ -12,7 +12,7 @@ thread's connection. The snapshot has
     today      per window and per staff: counts per level, satisfaction rate,
                差评 reasons, coverage (rated / invited), unrated, uninvited
     month      the same for the month, from gateway.report.monthly()
-    bad_today  each 差评 of today with its reasons (call-backs)
+    bad_today  today's 差评 with their reasons (call-backs), the latest BAD_TODAY_SHOWN
     series     ratings per hour today and per day this month (good / bad)
     upstream   per target: link, backlog, oldest undelivered age, rate,
                errors; the records the upstream refused, with reasons
@@ -297,8 +297,8 @@ def read_day(c, day_start, p):
          "reasons": [labels.get(x, x) for x in (reasons or "").split(",") if x]}
         for eid, at, dev, win, staff, score, reasons in c.execute(
             "SELECT event_id, %s, device_id, window, staff_id, score, reasons FROM events"
-            " WHERE kind = 'rating' AND score <= 2 AND %s >= ? AND %s < ? ORDER BY %s DESC"
-            % (_T, _T, _T, _T), (day_start, day_start + 86400))]
+            " WHERE kind = 'rating' AND score <= 2 AND %s >= ? AND %s < ? ORDER BY %s DESC LIMIT ?"
+            % (_T, _T, _T, _T), (day_start, day_start + 86400, BAD_TODAY_SHOWN))]
     last_rating = {}
     for (dev,) in c.execute("SELECT device_id FROM devices"):
         row = c.execute("SELECT %s FROM events WHERE device_id = ? AND kind = 'rating'"
@@ -334,6 +334,7 @@ def params(cfg):
             "reasons": [list(r) for r in cfg.device.reasons], "targets": [u.name for u in cfg.upstreams]}
 
 
+BAD_TODAY_SHOWN = 100  # a hall has a handful a day; a flood must not cost every refresh
 UNWATCHED_AFTER_S = 30.0  # no /api/dashboard request for this long: nobody is watching
 UNWATCHED_REFRESH_S = 60.0  # then the month's scan at most this often (its alert rules' pace)
 UNWATCHED_DAY_S = 3.0  # and today's figures at most this often (差评 alerts, /metrics)
