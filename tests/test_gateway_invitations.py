@@ -53,6 +53,12 @@ def test_cancel_refuse_supersede_and_first_answer_wins(hall):
 def test_offline_device_cannot_be_invited(hall):
     dev = connect(hall.device("EV-2"))
     pair(hall, dev, "S2", "W2")
+    # Its answers to the pairing commands (`done`) all in first: a late one
+    # would mark it online again right after the forced tick below.
+    pending = hall.gw.router.downlink.pending
+    dev.wait(lambda: not [p for p in list(pending.values()) if p.device_id == "EV-2"], timeout=10)
+    time.sleep(0.2)
+    dev.poll(0.05)
     hall.gw.monitor.tick(now=time.time() + 1000)
     code, body = hall.api("POST", "/api/invitations", {"window": "W2", "cases": ["P"]})
     assert code == 409 and "not connected" in body["error"]

@@ -3,6 +3,7 @@ same device whatever its transport, retained state/availability topics, the
 gateway's last will, a broker restart."""
 
 import json
+import time
 
 import paho.mqtt.client as mqtt
 from support.fakedev import FakeDevice, MqttTransport, PtyTransport
@@ -78,7 +79,12 @@ def test_wifi_device_over_mqtt_is_the_same_device_on_serial(tmp_path, mosquitto)
         assert gw.gw.registry.get("EV-M").link.name.startswith("serial:")
         code, d = gw.api("GET", "/api/devices/EV-M")
         assert d["rejected"] == {} and d["events"] == 3
-        # Heartbeats stop: offline, published retained.
+        # Heartbeats stop: offline, published retained. (Every command of
+        # the device answered first: a late `done` would bring it back.)
+        pending = gw.gw.router.downlink.pending
+        dev.wait(lambda: not [p for p in list(pending.values()) if p.device_id == "EV-M"], timeout=10)
+        time.sleep(0.2)
+        dev.poll(0.05)
         gw.gw.monitor.tick(now=gw.gw.registry.get("EV-M").last_seen + 91)
         wait_for(lambda: watch.get("hcp/hall-1/dev/EV-M/availability") == b"offline", what="device offline")
         watch.close()
