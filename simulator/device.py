@@ -12,6 +12,7 @@ import pathlib
 import subprocess
 import time
 
+from simulator.procs import stop_process
 from tools.micropython import find_micropython
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -68,13 +69,7 @@ class SimDevice:
         self._close_stdin()
 
     def stop(self):
-        if self.running:
-            self.proc.terminate()
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 3)
         self._close_stdin()
         if self._log is not None:
             self._log.close()

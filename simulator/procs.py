@@ -20,6 +20,17 @@ class ProcessError(RuntimeError):
     pass
 
 
+def stop_process(proc, timeout=5.0):
+    """SIGTERM, and SIGKILL if it has not exited within `timeout`."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Proc:
     """A restartable child process with its output in a log file."""
 
@@ -78,13 +89,7 @@ class Proc:
             self.kills += 1
 
     def stop(self, timeout=10.0):
-        if self.running:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout)
 
     def tail(self, lines=20):
         try:

@@ -153,6 +153,28 @@ def test_interrupted_pairing_is_completed_at_the_next_hello(hall):
     assert len(dev.got("bind")) == n
 
 
+def _press_until_full(hall, dev, score):
+    """Uninvited presses until the pages run out and the storage alarm rises."""
+    deadline = time.monotonic() + 15
+    while hall.gw.committer.alarm is None:
+        assert time.monotonic() < deadline, hall.gw.committer.stats
+        for _ in range(20):
+            dev.press(score)
+        dev.poll(0.05)
+
+
+def _resend_until_stored(hall, dev):
+    """Space is back: the device's resends go through, the alarm clears,
+    and every event it ever made is stored once."""
+    deadline = time.monotonic() + 10
+    while dev.journal and time.monotonic() < deadline:
+        dev.resend()
+        dev.poll(0.2)
+    assert not dev.journal
+    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
+
+
 def test_a_full_disk_stops_acks_and_recovers(hall):
     dev = connect(hall.device("EV-7"))
     pair(hall, dev, "S7", "A07")
@@ -160,12 +182,7 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     dev.wait(lambda: first in dev.acked)
     pages = rows(hall.db, "PRAGMA page_count")[0][0]
     hall.gw.committer.control(lambda conn: conn.execute("PRAGMA max_page_count = %d" % pages))
-    deadline = time.monotonic() + 15
-    while hall.gw.committer.alarm is None:  # until the pages run out
-        assert time.monotonic() < deadline, hall.gw.committer.stats
-        for _ in range(20):
-            dev.press(2)
-        dev.poll(0.05)
+    _press_until_full(hall, dev, 2)
     code, st = hall.api("GET", "/api/status")
     assert st["alarm"] and "full" in st["alarm"]["error"]
     time.sleep(0.3)
@@ -175,13 +192,7 @@ def test_a_full_disk_stops_acks_and_recovers(hall):
     assert dev.journal  # the device keeps what was not ACKed
     # Space returns: the next resend goes through and the alarm clears.
     hall.gw.committer.control(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
-    deadline = time.monotonic() + 10
-    while dev.journal and time.monotonic() < deadline:
-        dev.resend()
-        dev.poll(0.2)
-    assert not dev.journal
-    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
-    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
+    _resend_until_stored(hall, dev)
 
 
 def test_storage_cap_through_the_api_is_a_full_disk_that_lifts(hall):
@@ -191,22 +202,11 @@ def test_storage_cap_through_the_api_is_a_full_disk_that_lifts(hall):
     pair(hall, dev, "S9", "A09")
     code, body = hall.api("POST", "/api/storage", {"max_size_mb": 0.001})
     assert code == 200 and body == {"max_size_mb": 0.001}
-    deadline = time.monotonic() + 15
-    while hall.gw.committer.alarm is None:
-        assert time.monotonic() < deadline, hall.gw.committer.stats
-        for _ in range(20):
-            dev.press(3)
-        dev.poll(0.05)
+    _press_until_full(hall, dev, 3)
     assert dev.journal and hall.api("GET", "/api/status")[1]["alarm"]
     assert hall.api("POST", "/api/storage", {"max_size_mb": -1})[0] == 400
     assert hall.api("POST", "/api/storage", {"max_size_mb": 0})[0] == 200
-    deadline = time.monotonic() + 10
-    while dev.journal and time.monotonic() < deadline:
-        dev.resend()
-        dev.poll(0.2)
-    assert not dev.journal
-    wait_for(lambda: hall.gw.committer.alarm is None, what="alarm cleared")
-    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == dev.event_seq
+    _resend_until_stored(hall, dev)
 
 
 def test_a_device_clock_that_drifted_is_set_again(hall):

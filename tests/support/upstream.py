@@ -15,6 +15,7 @@ import urllib.request
 from gateway import db, outbox
 from simulator import upstream
 from simulator.broker import BrokerProcess, free_port, mosquitto_path
+from simulator.procs import stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -63,13 +64,7 @@ class Receiver:
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def control(self, **cmd):
         req = urllib.request.Request(self.url + "/control", data=json.dumps(cmd).encode(),
