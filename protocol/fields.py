@@ -13,15 +13,9 @@
 import struct
 
 from protocol.errors import MessageError
-
-KINDS = ("", "rating", "unrated", "uninvited")
+from protocol.schema import KINDS, is_int  # noqa: F401  (KINDS re-exported)
 
 _INT = {"B": (0xFF, "<B", 1), "H": (0xFFFF, "<H", 2), "I": (0xFFFFFFFF, "<I", 4)}
-
-
-def is_int(v):
-    # MicroPython's bool is not an int subclass; CPython's is. Refuse bools on both.
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _text(v, name):

@@ -10,17 +10,17 @@
 # byte it reads, is written from 0 over it.
 #
 # The bytes are exactly messages.encode()'s (tests/test_protocol_tx.py):
-# the field table is the same (messages.SCHEMA), the checks the same
+# the field table is the same (schema.SCHEMA), the checks the same
 # (fields.put's ranges, rules.check_event, rules.device_id). Only the kinds
 # a device sends are written (not y or E).
 
 import binascii
 import struct
 
-from protocol import messages as _m
+from protocol import schema as _m
 from protocol import rules as _rules
 from protocol.errors import MessageError
-from protocol.fields import KINDS, is_int
+from protocol.schema import KINDS, is_int
 
 try:
     from micropython import const
