@@ -121,11 +121,11 @@ def turn(btn):
     t = now()
     got = False
     for _ in range(16):  # bounded: a flooded line cannot starve buttons
-        data = hal.read()
-        if not data:
+        n = hal.read()
+        if not n:
             break
         got = True
-        link.receive(data, t, orders.obey)
+        link.receive(hal.rx, n, t, orders.obey)
     if got:
         # Frames from the gateway leave garbage (bitmap parts, configs): free
         # it now, while it is one piece, not when an allocation fails.

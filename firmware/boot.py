@@ -17,9 +17,7 @@ from binascii import unhexlify
 from firmware import store
 
 
-def start(argv, reader):
-    # `reader`: the protocol Reader, made by main.py before anything else
-    # could split the heap (its 2 KB buffer needs one contiguous block).
+def start(argv):
     opts = {}
     for i in range(0, len(argv) - 1, 2):
         opts[argv[i].lstrip("-")] = argv[i + 1]
@@ -83,7 +81,7 @@ def start(argv, reader):
     app.ev = Evaluator(app)
     screen.init(hal.width, hal.height, fbuf)
     app.screen = screen
-    link.init(app, reader)
+    link.init(app)
     link.set_key(unhexlify(d.get("key", "")))
     app.link = link
     cfg = store.get("config")

@@ -42,9 +42,12 @@ def make_id():
     return "EV-" + "".join("%02X" % b for b in machine.unique_id())
 
 
+rx = bytearray(128)  # read() fills it: no allocation per read
+
+
 def read():
-    n = u.any()
-    return u.read(n) if n else None
+    """Bytes waiting on the UART, read into `rx`: how many (0: none)."""
+    return (u.readinto(rx) or 0) if u.any() else 0
 
 
 def write(data):

@@ -4,7 +4,7 @@
 #   init(settings, opts)  open the devices; sets the fields below
 #   name, width, height, debounce_ms, stuck_ms, slots, flash
 #   make_id()             a device id for the first boot
-#   read() / write(b)     the UART: bytes waiting (or None) / send
+#   read() / write(b)     the UART: bytes read into `rx` (0: none) / send
 #   wait(ms)              sleep until input arrives or ms pass
 #   scan(buttons, now)    feed button levels into firmware.buttons
 #   show(buf, view)       put the framebuffer on the panel
@@ -65,11 +65,15 @@ def make_id():
     return "SIM-%02X%02X%02X%02X" % (b[0], b[1], b[2], b[3])
 
 
+rx = bytearray(128)  # read() fills it: no allocation per read
+
+
 def read():
+    """Bytes waiting on the line, read into `rx`: how many (0: none)."""
     try:
-        return u.read(256)
+        return u.readinto(rx) or 0
     except OSError:
-        return None
+        return 0
 
 
 def write(data):

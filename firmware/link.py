@@ -14,15 +14,18 @@
 #
 # Frame seq counts from 1 in each boot; the session is the boot number.
 # The link is a singleton: its state is this module's globals.
-# Messages are built from the protocol's own field table (out()), which
-# keeps the field names out of this module: RAM on the device.
+# Frames go out through protocol.tx and come in through protocol.rx: each
+# packs or reads a frame in its one buffer, allocated at boot, so a heap
+# fragmented by months of running still sends and receives (the general
+# codec, protocol.messages, copies a frame four or five times over and is
+# never loaded on the device).
 
 import gc
 
-from protocol import frame, messages
-from protocol.errors import AuthError, ProtocolError
-from protocol.fields import KINDS
+from protocol import rx, tx
+from protocol.errors import AuthError, FrameError, ProtocolError
 from protocol.hmac256 import Key
+from protocol.schema import KINDS
 
 try:
     from micropython import const
@@ -42,7 +45,9 @@ _FORGOTTEN = const(3)  # silent retransmit rounds before a new hello
 dev = None  # the device (firmware.app), set by init()
 seq = 0
 key = None  # protocol.hmac256.Key once paired
-reader = peer = sent = None
+sent = None
+_now = 0  # receive()'s arguments, for _packet() (a closure would cost heap)
+_obey = None
 up = False  # the gateway has answered since the last hello
 t_hello = gap = t_retx = t_health = 0
 backoff = 1000
@@ -51,11 +56,9 @@ bad = 0  # frames that failed their checks
 refused = 0  # frames refused for authentication or replay
 
 
-def init(device, rd):
-    global dev, reader, peer, sent
+def init(device):
+    global dev, sent
     dev = device
-    reader = rd  # a protocol.reader.Reader
-    peer = frame.Replay()  # the gateway's last (session, seq)
     sent = bytearray(device.journal.slots)  # slot sent in this round
 
 
@@ -73,13 +76,8 @@ def out(code, *values):
         if not code:
             dev.hal.write(b"\x00")
             return
-        msg = {"type": messages.SCHEMA[code][0]}
-        for (name, _), v in zip(messages.iter_fields(code), values):  # noqa: B905
-            msg[name] = v
         seq += 1
-        msg["session"] = dev.boot
-        msg["seq"] = seq
-        dev.hal.write(messages.encode(msg, key))
+        dev.hal.write(tx.frame(code, dev.boot, seq, values, key))
     except OSError:
         pass
 
@@ -115,52 +113,43 @@ def health(now):
     t_health = now + d.heartbeat_ms
 
 
-def receive(chunk, now, obey):
-    """Bytes from the line: each valid, authenticated message of the
-    gateway goes to obey(msg) as soon as it is decoded (collecting them
-    first would hold a burst of 512-byte bitmap parts in RAM at once)."""
+def receive(chunk, n, now, obey):
+    """The first n bytes of chunk from the line: each valid, authenticated
+    message of the gateway goes to obey(dev, msg, now) as soon as it is
+    decoded (its frame is still in rx's buffer: nothing is collected)."""
+    global _now, _obey
+    _now = now
+    _obey = obey
+    rx.feed(chunk, n, _packet)
+
+
+def _packet(k):
+    # One packet, in rx.buf[:k].
     global bad, refused, quiet, up, t_retx
-    for packet in reader.packets(chunk):
-        try:
-            fr = frame.decode(packet)
-        except ProtocolError:
-            bad += 1  # line noise: counted, not answered
-            continue
-        except MemoryError:
-            # A frame too big for what the heap has in one piece: dropped
-            # and counted, never a crash. (Bitmap parts of 512 bytes need a
-            # 72K heap on the 64-bit unix port; see firmware/README.md.)
-            fr = packet = None
-            gc.collect()
-            bad += 1
-            continue
-        try:
-            if key:
-                fr.verify(key)
-            peer.accept(fr)
-            if fr.mtype < 0x10:
-                raise ProtocolError("type", "wrong direction")
-            msg = messages.parse(fr)
-        except MemoryError:
-            fr = packet = None
-            gc.collect()
-            bad += 1
-            continue
-        except AuthError as err:
-            refused += 1
-            out(_ERROR, 2, fr.seq, err.kind)
-            continue
-        except ProtocolError as err:
-            bad += 1
-            out(_ERROR, 3 if err.kind == "type" else 6, fr.seq, err.kind)
-            continue
-        fr = packet = None  # free them before the message is acted on
-        quiet = 0
-        if not up:
-            up = True
-            t_retx = now
-        obey(dev, msg, now)
-        msg = None
+    try:
+        msg = rx.decode(k, key)
+    except FrameError:
+        bad += 1  # line noise: counted, not answered
+        return
+    except AuthError as err:
+        refused += 1
+        out(_ERROR, 2, rx.last_seq, err.kind)
+        return
+    except ProtocolError as err:
+        bad += 1
+        out(_ERROR, 3 if err.kind == "type" else 6, rx.last_seq, err.kind)
+        return
+    except MemoryError:
+        # Even the dict of a message may not fit a heap in pieces: dropped
+        # and counted (the gateway resends commands until they are done).
+        gc.collect()
+        bad += 1
+        return
+    quiet = 0
+    if not up:
+        up = True
+        t_retx = _now
+    _obey(dev, msg, _now)
 
 
 def poll(now):

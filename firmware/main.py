@@ -26,20 +26,18 @@ def _root():
 sys.path.insert(0, _root())
 
 # The protocol first, into an empty heap: compiling a module from source
-# needs room for its parse tree, and these are the biggest. Then the line
-# reader, whose buffer wants one contiguous block while there is one. It
-# keeps frames up to 1200 bytes (COBS-encoded): the gateway sends bitmaps in
-# 512-byte parts and nothing else it sends comes near; a longer frame is
-# dropped and counted (`long`) rather than cost the heap 2 KB for good.
-import protocol.messages  # noqa: E402, F401
-import protocol.reader  # noqa: E402
-
-_reader = protocol.reader.Reader(max_encoded=1200)
+# needs room for its parse tree, and the buffers of the device's codec
+# (protocol.rx keeps a frame in, up to 1200 bytes COBS-encoded: the gateway
+# sends bitmaps in 512-byte parts and nothing else comes near; protocol.tx
+# one frame out) want one contiguous block each while there is one. The
+# general codec (protocol.messages, protocol.reader) is never loaded here.
+import protocol.rx  # noqa: E402, F401
+import protocol.tx  # noqa: E402, F401
 
 import firmware  # noqa: E402
 from firmware import boot  # noqa: E402
 
-dev = boot.start(sys.argv[1:], _reader)
+dev = boot.start(sys.argv[1:])
 # Boot-only code leaves RAM (see boot.py).
 del boot, firmware.boot, firmware.recover
 del sys.modules["firmware.boot"], sys.modules["firmware.recover"]

@@ -90,7 +90,7 @@ def _apply(dev, msg, now):
         key = link.key.raw if link.key else b""
         staff = window = ""
         if t == "bind":
-            key = msg["key"] or key
+            key = bytes(msg["key"]) or key  # a view into protocol.rx's buffer
             if not key:
                 link.out(0x7F, _E_ARG, msg["seq"], "no key")
                 return False

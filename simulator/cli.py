@@ -36,8 +36,7 @@ def sim():
 @click.option("--workdir", type=click.Path(file_okay=False), help="Keep logs, flash dirs and databases here.")
 @click.option("--max-seconds", default=900, show_default=True, help="Stop the actors after this long.")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True,
-              help="MicroPython heap of every device (-X heapsize). The budget is 64K; today a paired "
-                   "device with the gateway's pairing traffic needs 72K on the 64-bit unix port.")
+              help="MicroPython heap of every device (-X heapsize): the firmware's budget.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (progress goes to stderr).")
 def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, as_json):
     """Run a hall of DEVICES evaluators through RATINGS invitations with FAULTS,

@@ -30,11 +30,9 @@ from tools import flash
 from tools import pair as pairing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# The firmware's budget is -X heapsize=64K. On this 64-bit unix port a paired
-# device with the gateway's full pairing traffic needs 72K today (measured;
-# firmware/README.md "Heap"), so simulated devices run at 72K until the
-# remaining ~2 KB are cut. The protocol and firmware logic tests run at 64K.
-DEFAULT_HEAP = "72K"
+# The firmware's budget, -X heapsize=64K, is what every simulated device
+# gets (firmware/README.md "Heap" has what it holds).
+DEFAULT_HEAP = "64K"
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
 

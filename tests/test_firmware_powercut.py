@@ -27,9 +27,7 @@ def rig(tmp_path, tmp_path_factory):
     main = install(flash, tmp_path_factory.mktemp("fw-mpy-cut"))
     (flash / "pair.json").write_text(json.dumps({"staff_id": "S001", "window": "W01",
                                                   "key": KEY.hex()}))
-    # 72K: after many cuts the 64K heap fragments until a health frame
-    # cannot be built (the open 64K budget work, firmware/README.md "Heap");
-    # 72K is what the simulator runs (simulator/hall.py DEFAULT_HEAP).
+    # The simulator's heap: the 64K budget (simulator/hall.py DEFAULT_HEAP).
     dev = SimDevice(flash, gw.path, device_id="EV-CUT", main=main, heap=DEFAULT_HEAP)
     yield gw, dev
     dev.kill()
