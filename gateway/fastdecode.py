@@ -86,7 +86,34 @@ def reference(packet):
 
 
 def _unstuff(data):
-    """COBS-decode; None if the block chain is broken (the reference says why)."""
+    """COBS-decode; None if the block chain is broken (the reference says why).
+
+    Decoded, a packet is itself minus its first byte with every later code
+    byte turned into the 0x00 it stands for, as long as no block is a full
+    one (code 0xFF: no zero follows it), which an event frame (< 254 bytes
+    between zeros) never has: so only the code bytes are visited, and a
+    packet with a 0xFF code is left to the block-by-block decoder."""
+    n = len(data)
+    if not n:
+        return b""
+    i = data[0]
+    if i == 0xFF:
+        return _unstuff_blocks(data)
+    buf = bytearray(data)
+    while i < n:
+        c = data[i]
+        if c == 0xFF:
+            return _unstuff_blocks(data)
+        buf[i] = 0
+        i += c
+    if i != n:
+        return None
+    del buf[0]
+    return bytes(buf)
+
+
+def _unstuff_blocks(data):
+    """COBS-decode block by block; None if the block chain is broken."""
     n = len(data)
     i = 0
     parts = []

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 
-from gateway import records
+from gateway import fastencode, records
 from gateway import registry as reg
 from gateway.commit import Event
 from gateway.downlink import CONFIRMED, Downlink
@@ -286,9 +286,15 @@ class Router:
             self.downlink.requeue(p, msg["seq"], now)
 
     def send_ack(self, dev, ids):
+        """What send() does with {"type": "ack", "device_id", "ids"} (at most
+        ACK_IDS_PER_FRAME ids per frame), encoded by gateway/fastencode.py."""
+        link = dev.link
+        if link is None or not dev.online:
+            raise NotConnected("device %s is not connected" % dev.device_id)
         for i in range(0, len(ids), ACK_IDS_PER_FRAME):
-            self.send(dev, {"type": "ack", "device_id": dev.device_id,
-                            "ids": ids[i:i + ACK_IDS_PER_FRAME]})
+            with self._send_lock:
+                link.send(fastencode.ack(self.session, next(self._seq), dev.device_id,
+                                         ids[i:i + ACK_IDS_PER_FRAME], dev.tx_key))
 
     def send_time(self, dev):
         self.send(dev, {"type": "time", "time": int(time.time()),

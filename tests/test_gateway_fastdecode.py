@@ -138,3 +138,34 @@ def test_valid_events_decode_to_the_same_message(kind, score, reasons, inv, dev,
     assert F._event(bytes(data[:-1])) is not None  # answered by the fast path itself
     assert r[0] == "ok" and r[7] == msg and r[8] == ["good", "badtag"]
     assert frame.decode(bytes(data[:-1])).payload == r[4]
+
+
+def _unstuff_reference(packet):
+    try:
+        return cobs.decode(packet)
+    except ProtocolError:
+        return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=700))
+def test_unstuff_decodes_what_cobs_encoded(data):
+    # runs of >= 254 bytes make 0xFF blocks: the block-by-block decoder's part
+    packet = bytes(cobs.encode(data))
+    assert F._unstuff(packet) == data == _unstuff_reference(packet)
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(min_size=1, max_size=300).filter(lambda b: 0 not in b))
+def test_unstuff_refuses_what_cobs_refuses(data):
+    assert F._unstuff(data) == _unstuff_reference(data)
+
+
+def test_unstuff_at_block_boundaries():
+    for n in (0, 1, 252, 253, 254, 255, 508, 509):
+        for data in (b"\x01" * n, b"\x01" * n + b"\x00", b"\x00" + b"\x07" * n + b"\x00\x00", b"\x00" * n):
+            packet = bytes(cobs.encode(data))
+            assert F._unstuff(packet) == data, n
+            for cut in (1, 2, len(packet) // 2):
+                if cut < len(packet):
+                    assert F._unstuff(packet[:-cut]) == _unstuff_reference(packet[:-cut]), (n, cut)
