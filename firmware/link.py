@@ -139,11 +139,16 @@ def _packet(k):
         bad += 1
         out(_ERROR, 3 if err.kind == "type" else 6, rx.last_seq, err.kind)
         return
-    except MemoryError:
+    except MemoryError as err:
         # Even the dict of a message may not fit a heap in pieces: dropped
-        # and counted (the gateway resends commands until they are done).
+        # and counted with the loop's (health `dropped`); the gateway resends
+        # commands until they are done.
         gc.collect()
-        bad += 1
+        dev.oom += 1
+        if dev.oom <= 3:
+            import sys
+
+            sys.print_exception(err)
         return
     quiet = 0
     if not up:

@@ -172,11 +172,14 @@ def _get(kind, pos, end):
     if kind == "s":
         return _text(pos, end)
     if kind == "S":
+        # The list at its final size at once: appending would grow it in
+        # steps (a 40-case batch ends in a 512-byte block), and a heap in
+        # pieces has small blocks, not big ones.
         p = _take(pos, 1, end)
-        items = []
-        for _ in range(buf[pos]):
-            item, p = _text(p, end)
-            items.append(item)
+        _take(p, buf[pos], end)  # each text has its length byte at least
+        items = [None] * buf[pos]
+        for i in range(len(items)):
+            items[i], p = _text(p, end)
         return items, p
     if kind == "y":
         p = _take(pos, 2, end)
@@ -186,9 +189,9 @@ def _get(kind, pos, end):
         p = _take(pos, 2, end)
         count = struct.unpack_from("<H", buf, pos)[0]
         q = _take(p, 8 * count, end)
-        ids = []
-        for _ in range(count):
-            ids.append(struct.unpack_from("<II", buf, p))
+        ids = [None] * count
+        for i in range(count):
+            ids[i] = struct.unpack_from("<II", buf, p)
             p += 8
         return ids, q
     if kind == "k":

@@ -16,19 +16,20 @@ from tools.micropython import find_micropython
 def test_flash_dir_compiles_verifies_and_loads(tmp_path):
     progress = []
     files = flash.flash_dir("sim", tmp_path / "dev", progress=progress.append)
-    assert "main.py" in files and "protocol/messages.mpy" in files and "firmware/rating.mpy" in files
-    assert "protocol/examples.mpy" not in files  # host-only modules stay home
+    assert "main.py" in files and "protocol/tx.mpy" in files and "firmware/rating.mpy" in files
+    # Host-only modules stay home, the general codec too (the device has its own).
+    assert "protocol/examples.mpy" not in files and "protocol/messages.mpy" not in files
     assert json.loads((tmp_path / "dev" / "board.json").read_text())["name"] == "sim"
     assert json.loads((tmp_path / "dev" / "code.json").read_text()) == files
     for rel, digest in files.items():
         assert hashlib.sha256((tmp_path / "dev" / rel).read_bytes()).hexdigest() == digest
     assert any("verified" in line for line in progress)
-    # The VM imports the compiled protocol and encodes a message with it.
-    # The VM imports the compiled protocol and encodes the same bytes as CPython.
-    msg = {"type": "cancel", "session": 1, "seq": 1, "invitation": "I"}
+    # The VM imports the compiled device codec and packs the bytes CPython's
+    # general codec encodes.
+    msg = {"type": "done", "session": 1, "seq": 1, "device_id": "EV-1", "ref_seq": 9}
     code = ("import sys, binascii; sys.path.insert(0, %r)\n"
-            "from protocol import messages\n"
-            "print(binascii.hexlify(messages.encode(%r)).decode())" % (str(tmp_path / "dev"), msg))
+            "from protocol import tx\n"
+            "print(binascii.hexlify(tx.frame(4, 1, 1, ('EV-1', 9))).decode())" % str(tmp_path / "dev"))
     out = subprocess.run([find_micropython(), "-X", "heapsize=64K", "-c", code], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 0, out.stderr
@@ -46,13 +47,13 @@ def test_reflash_keeps_state_and_drops_stale_code(tmp_path):
     manifest = json.loads((dev / "code.json").read_text())
     manifest["firmware/old.mpy"] = "x"
     (dev / "code.json").write_text(json.dumps(manifest))
-    (dev / "protocol" / "messages.mpy").write_bytes(b"corrupted by a bad earlier flash")
+    (dev / "protocol" / "tx.mpy").write_bytes(b"corrupted by a bad earlier flash")
     flash.flash_dir("sim", dev)
     for name, text in state.items():
         assert (dev / name).read_text() == text
     assert not (dev / "firmware" / "old.mpy").exists()
     files = json.loads((dev / "code.json").read_text())
-    assert hashlib.sha256((dev / "protocol" / "messages.mpy").read_bytes()).hexdigest() == files["protocol/messages.mpy"]
+    assert hashlib.sha256((dev / "protocol" / "tx.mpy").read_bytes()).hexdigest() == files["protocol/tx.mpy"]
 
 
 def test_clear_refusals_change_nothing(tmp_path, monkeypatch):

@@ -84,7 +84,11 @@ class FakeGateway:
                                      timeout=wait_s, start=mark)
             except AssertionError:
                 continue
-        raise AssertionError("the device never confirmed %s" % msg["type"])
+        with self._cond:
+            seen = [(m["type"], m.get("code"), m.get("detail"), m.get("free_heap"), m.get("dropped"))
+                    for m in self.frames[-12:]]
+        raise AssertionError("the device never confirmed %s; last frames %s, refused %s"
+                             % (msg["type"], seen, self.refused))
 
     def ack(self, device_id, ids):
         self.send({"type": "ack", "device_id": device_id, "ids": [list(i) for i in ids]})
