@@ -290,47 +290,47 @@ class Committer(threading.Thread):
         closing = []
         hall = self.hall
         targets = self.targets
-        for item, eid, row in zip(events, eids, found, strict=True):
-            m = item.msg
+        texts = records.texts
+        loads = json.loads
+        for item, r, row in zip(events, rows, found, strict=True):
+            eid = r[0]
+            dev = item.dev
             if added is not None:
                 if eid not in added:
                     counts["duplicates"] += 1
-                    item.dev.duplicates += 1
+                    dev.duplicates += 1
                     continue
                 added.discard(eid)  # a second copy in the same batch is a duplicate
             counts["events"] += 1
-            item.dev.events += 1
-            kind = m["kind"]
+            dev.events += 1
+            kind = r[4]
             if kind == "uninvited":
                 counts["uninvited"] += 1
                 continue  # audit only
             if row is None:
                 counts["orphans"] += 1
-                log.warning("event %s answers unknown invitation %r: stored, not forwarded",
-                            eid, m["invitation"])
+                log.warning("event %s answers unknown invitation %r: stored, not forwarded", eid, r[7])
                 continue
-            inv_id = m["invitation"]
+            inv_id = r[7]
             first = row[5] if row[5] is not None else answered.get(inv_id)
             if first is not None:
                 counts["late"] += 1  # 一次一评: the first complete answer counted
                 log.warning("event %s: invitation %s already answered by %s", eid, inv_id, first)
                 continue
-            ev = {"event_id": eid, "device_id": m["device_id"], "kind": kind, "score": m["score"],
-                  "reasons": ",".join(m["reasons"]), "press_time": item.press_time}
-            try:
-                inv = {"cases": json.loads(row[4]), "staff_id": row[2], "window": row[3]}
-                built = records.build(ev, inv, hall)
+            try:  # the invitation's staff and window (row[2], row[3]), as when it was opened
+                built = texts(eid, r[1], kind, r[5], r[6], r[10], loads(row[4]), row[2], row[3], hall)
             except Exception:  # a bug or a bad row: the event is stored (and ACKed), loudly
                 counts["poison"] += 1
                 log.exception("event %s stored, but its records could not be built", eid)
                 continue
             answered[inv_id] = eid
-            closing.append(("rated" if kind == "rating" else "unrated", eid, item.received_at, inv_id))
+            received = r[11]
+            closing.append(("rated" if kind == "rating" else "unrated", eid, received, inv_id))
             counts["records"] += len(built)
-            for key, rec in built:
-                text = records.dumps(rec)
+            device_id = r[1]
+            for key, text in built:
                 for t in targets:
-                    out.append((t, key, eid, m["device_id"], text, item.received_at))
+                    out.append((t, key, eid, device_id, text, received))
         if closing:
             conn.executemany("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
                              closing)

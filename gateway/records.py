@@ -35,9 +35,19 @@ def press_time(device_time, uptime_ms, boot, received_at, ref):
     return received_at, "received"
 
 
+_local = {}  # ts + offset -> its text: press times repeat (devices' clocks tick in seconds)
+
+
 def local_time(ts, tz_offset_min):
     """`yyyy-MM-dd HH:mm:ss` in hall local time."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts + tz_offset_min * 60))
+    t = ts + tz_offset_min * 60
+    text = _local.get(t)
+    if text is None:
+        text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+        if len(_local) >= 4096:
+            _local.clear()
+        _local[t] = text
+    return text
 
 
 def build(ev, invitation, hall):
@@ -84,3 +94,72 @@ def build(ev, invitation, hall):
 
 def dumps(rec):
     return json.dumps(rec, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- the records' JSON text, built without the dicts (the commit thread) ---
+
+_ENC = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_str = json.encoder.encode_basestring  # what that encoder writes for a str (ensure_ascii=False)
+_OURS = frozenset(("projectNo", "serviceNumber", "taskCode", "assessNumber", "evalDetail", "pf",
+                   "assessTime", "areaCode", "deptCode", "proManager", "windowId", "deviceId",
+                   "eventId", "rated", "idempotencyKey"))
+_OURS_RATED = _OURS | {"satisfaction"}
+
+
+def _val(v):
+    return _str(v) if type(v) is str else _ENC.encode(v)
+
+
+def texts(eid, device_id, kind, score, reasons, press_time, cases, staff_id, window, hall):
+    """[(idempotency_key, record JSON), ...]: exactly
+    [(k, dumps(r)) for k, r in build(ev, {"cases", "staff_id", "window"}, hall)]
+    for ev = {"event_id": eid, "device_id", "kind", "score", "reasons", "press_time"}
+    (tests/test_gateway_records.py compares both), written field by field with
+    the C string encoder instead of a dict per record and a JSON encoder per
+    record. Anything unusual (a case that is not a dict of str keys, a score
+    outside the map, not a list of cases) is left to build()/dumps(), which
+    give the record or raise as before."""
+    if kind == "uninvited":
+        return []
+    rated = kind == "rating"
+    if type(cases) is not list or (rated and score not in SATISFACTION):
+        return _texts_reference(eid, device_id, kind, score, reasons, press_time, cases, staff_id, window, hall)
+    mid = "".join((
+        ',"assessNumber":1,"evalDetail":', _val(reasons) if rated else '""',
+        ',"pf":', _val(hall.pf),
+        ',"assessTime":', _str(local_time(press_time, hall.tz_offset_min)),
+        ',"areaCode":', _val(hall.areaCode), ',"deptCode":', _val(hall.deptCode),
+        ',"proManager":', _val(staff_id), ',"windowId":', _val(window),
+        ',"deviceId":', _val(device_id), ',"eventId":', _val(eid),
+        ',"rated":true,"satisfaction":%s,"idempotencyKey":' % _ENC.encode(SATISFACTION[score]) if rated
+        else ',"rated":false,"idempotencyKey":'))
+    ours = _OURS_RATED if rated else _OURS
+    out = []
+    for i, case in enumerate(cases, 1):
+        if type(case) is not dict or "projectNo" not in case:
+            return _texts_reference(eid, device_id, kind, score, reasons, press_time, cases, staff_id, window,
+                                    hall)
+        key = "%s/%d" % (eid, i)
+        parts = ['{"projectNo":', _val(case["projectNo"]),
+                 ',"serviceNumber":', _val(case.get("serviceNumber", "")),
+                 ',"taskCode":', _val(case.get("taskCode", "")), mid, _str(key)]
+        if len(case) > 1:
+            for k, v in case.items():
+                if k in ours:
+                    continue
+                if type(k) is not str:
+                    return _texts_reference(eid, device_id, kind, score, reasons, press_time, cases, staff_id,
+                                            window, hall)
+                parts.append(",")
+                parts.append(_str(k))
+                parts.append(":")
+                parts.append(_val(v))
+        parts.append("}")
+        out.append((key, "".join(parts)))
+    return out
+
+
+def _texts_reference(eid, device_id, kind, score, reasons, press_time, cases, staff_id, window, hall):
+    ev = {"event_id": eid, "device_id": device_id, "kind": kind, "score": score, "reasons": reasons,
+          "press_time": press_time}
+    return [(k, dumps(r)) for k, r in build(ev, {"cases": cases, "staff_id": staff_id, "window": window}, hall)]
