@@ -2,7 +2,7 @@
 # exactly the bytes of protocol.messages.encode, and refuses what it refuses.
 # Runs unchanged under pytest (CPython) and under
 #   micropython -X heapsize=64K tests/test_protocol_tx.py
-# (test_under_micropython below does that from pytest).
+# (tests/test_under_micropython.py does that from pytest).
 
 import sys
 
@@ -188,25 +188,6 @@ def test_few_allocations():
     tx.frame(code, 7, 6, values, key)
     used = gc.mem_alloc() - before
     assert used < 1024, used
-
-
-def test_under_micropython():
-    if _MP:
-        return
-    import pathlib
-    import subprocess
-
-    from tools.micropython import find_micropython
-
-    exe = find_micropython()
-    assert exe, "micropython is not installed: pip install -e .[dev]"
-    here = pathlib.Path(__file__).resolve()
-    proc = subprocess.run([exe, "-X", "heapsize=64K", str(here)], capture_output=True, text=True,
-                          timeout=300, cwd=here.parent.parent)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    n = sum(1 for line in here.read_text().splitlines() if line.startswith("def test_"))
-    assert "%d passed, 0 failed" % n in out, out
 
 
 if __name__ == "__main__":
