@@ -21,6 +21,7 @@ import secrets
 import threading
 import time
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 
 from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
@@ -56,7 +57,8 @@ class Window:
 
 class SimHall:
     def __init__(self, workdir, devices=5, seed=0, noise=0.0, broker="auto", heap=None,
-                 invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall", http_port=None):
+                 invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall", http_port=None,
+                 pair=True):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = devices
@@ -68,6 +70,7 @@ class SimHall:
         self.heartbeat_s = heartbeat_s
         self.stuck_ms = stuck_ms
         self.hall_id = hall_id
+        self.pair = pair  # False: devices come up unpaired (a technician pairs them)
         self.token = secrets.token_urlsafe(16)
         self.http_port = http_port or free_port()
         self.relay = None
@@ -86,20 +89,26 @@ class SimHall:
 
     # -- bring-up -------------------------------------------------------
     def start(self, progress=None):
+        """The servers, then `devices` evaluators, discovered and paired."""
+        self.start_servers(progress)
+        self.add_devices(self.n, progress)
+        return self
+
+    def start_servers(self, progress=None):
+        """Relay, firmware bundle, broker, upstream receivers, gateway: the
+        hall without its evaluators (add_devices brings them)."""
         say = progress or (lambda msg: None)
         self.relay = Relay().start()
         # Every device runs the firmware as flashed: compiled once, installed
         # into each device's flash directory (tools/flash.py).
-        bundle = self.workdir / "bundle"
-        files = flash.build("sim", bundle)
-        say("firmware: compiled %d files with mpy-cross" % len(files))
-        for i in range(self.n):
-            line = self.relay.add(Line("dev%03d" % i, rate=0.0, seed=self.seed * 1000 + i))
-            fdir = self.workdir / "devices" / ("dev%03d" % i)
-            flash.install(bundle, files, fdir)
-            dev = SimDevice("dev%03d" % i, fdir, line, heap=self.heap, main=fdir / "main.py")
-            name = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
-            self.windows.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), name))
+        self.bundle = self.workdir / "bundle"
+        self.bundle_files = flash.build("sim", self.bundle)
+        say("firmware: compiled %d files with mpy-cross" % len(self.bundle_files))
+        # The gateway finds its ports through a glob of links, as a hall's
+        # /dev/serial/by-id/*: evaluators added later are picked up at its
+        # next rescan, with no new config and no restart.
+        self.ttydir = self.workdir / "tty"
+        self.ttydir.mkdir(exist_ok=True)
         say("broker: starting (%s)" % self.broker_kind)
         self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True).start()
         say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
@@ -110,20 +119,59 @@ class SimHall:
         if not self.api.wait_up():
             raise HallError("the gateway API did not come up:\n" + self.gateway.tail())
         say("gateway: up, API on 127.0.0.1:%d" % self.http_port)
-        for w in self.windows:
-            w.device.start()
-        self._discover(say)
-        self._pair_all(say)
-        for w in self.windows:
-            w.device.line.rate = self.noise
         return self
+
+    def add_devices(self, n, progress=None, workers=4):
+        """Bring `n` more evaluators into the running hall: a cable each,
+        the firmware installed, powered on once the gateway has opened its
+        end, discovered and paired. Returns the new windows."""
+        say = progress or (lambda msg: None)
+        first = len(self.windows)
+        new = []
+        for i in range(first, first + n):
+            name = "dev%03d" % i
+            line = self.relay.add(Line(name, rate=0.0, seed=self.seed * 1000 + i))
+            fdir = self.workdir / "devices" / name
+            dev = SimDevice(name, fdir, line, heap=self.heap, main=fdir / "main.py")
+            staff = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
+            new.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), staff))
+        # Installing fsyncs every file (GIL released): a few at a time.
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda w: flash.install(self.bundle, self.bundle_files, w.device.flash), new))
+        for w in new:
+            os.symlink(w.device.line.gateway_path, self.ttydir / w.device.name)
+        self.windows.extend(new)
+        self._wait_ports_open(new, timeout=10.0 + n * 0.01)
+        for w in new:
+            w.device.start()
+        # Hundreds of VMs boot at once on a few cores: allow for it.
+        self._discover(say, new, timeout=30.0 + n * 0.05)
+        if self.pair:
+            self._pair_all(say, new, timeout=30.0 + n * 0.05, workers=workers)
+        for w in new:
+            w.device.line.rate = self.noise
+        return new
+
+    def _wait_ports_open(self, windows, timeout):
+        """Until the gateway has opened the ports of `windows` (its rescan):
+        a hello sent before that would wait for the firmware's resend."""
+        want = {str(self.ttydir / w.device.name) for w in windows}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = self.api.call("GET", "/api/status")
+            if status == 200:
+                opened = {p.get("path") for p in body.get("serial") or () if p.get("open")}
+                if want <= opened:
+                    return
+            time.sleep(0.2)
+        raise HallError("the gateway did not open %d new ports within %.0f s" % (len(want), timeout))
 
     def _write_config(self):
         doc = {
             "hall": {"id": self.hall_id, "areaCode": "330100", "deptCode": "D01"},
             "database": {"path": str(self.workdir / "gateway.db")},
             "http": {"listen": "127.0.0.1:%d" % self.http_port, "token": self.token},
-            "serial": {"ports": [w.device.line.gateway_path for w in self.windows], "rescan_s": 0.5,
+            "serial": {"ports": [str(self.ttydir / "*")], "rescan_s": 0.5,
                        "reopen_max_s": 1.0},
             "device": {"invite_timeout_s": self.invite_timeout_s, "heartbeat_s": self.heartbeat_s,
                        "stuck_ms": self.stuck_ms},
@@ -137,22 +185,23 @@ class SimHall:
         self.config_path = self.workdir / "hall.toml"
         self.config_path.write_text(tomlw.dumps(doc), encoding="utf-8")
 
-    def _discover(self, say, timeout=30.0):
+    def _discover(self, say, windows, timeout=30.0):
         """Learn each device's id from the port the gateway heard its hello on."""
-        by_port = {w.device.line.gateway_path: w for w in self.windows}
+        by_port = {"serial:%s" % (self.ttydir / w.device.name): w for w in windows}
         deadline = time.monotonic() + timeout
+        missing = windows
         while time.monotonic() < deadline:
             status, body = self.api.call("GET", "/api/devices")
             if status == 200:
                 for d in body["devices"]:
-                    w = by_port.get((d.get("link") or "").split(":", 1)[-1])  # "serial:/dev/pts/3"
+                    w = by_port.get(d.get("link") or "")  # "serial:<workdir>/tty/dev003"
                     if w is not None and not w.device_id:
                         w.device_id = d["device_id"]
-                missing = [w for w in self.windows if not w.device_id]
+                missing = [w for w in windows if not w.device_id]
                 if not missing:
-                    say("devices: all %d said hello" % len(self.windows))
+                    say("devices: all %d said hello" % len(windows))
                     return
-            time.sleep(0.1)
+            time.sleep(0.2)
         raise HallError("devices never said hello: %s" % ", ".join(w.device.name for w in missing))
 
     def reasons(self):
@@ -164,18 +213,24 @@ class SimHall:
             return list(FALLBACK_REASONS)
         return [(r["code"], r["label"]) for r in items]
 
-    def _pair_all(self, say, timeout=30.0):
+    def _pair_all(self, say, windows, timeout=30.0, workers=4):
         reasons = self.reasons()
-        for w in self.windows:
+
+        def pair(w):
             pairing.pair(self.api, w.device_id, w.staff_id, w.staff_name, w.window, self.display,
                          url_template=self.url_template, reasons=reasons)
+
+        # A few at a time: while one card is drawn here, the gateway stores
+        # and sends another's.
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(pair, windows))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(w.device.state() == "idle" for w in self.windows):
-                say("pairing: %d devices show their staff card" % len(self.windows))
+            if all(w.device.state() == "idle" for w in windows):
+                say("pairing: %d devices show their staff card" % len(windows))
                 return
-            time.sleep(0.1)
-        bad = [w.device.name + "=" + (w.device.state() or "?") for w in self.windows if w.device.state() != "idle"]
+            time.sleep(0.2)
+        bad = [w.device.name + "=" + (w.device.state() or "?") for w in windows if w.device.state() != "idle"]
         raise HallError("devices not idle after pairing: %s" % ", ".join(bad))
 
     # -- the clerk --------------------------------------------------------
@@ -246,6 +301,10 @@ class SimHall:
         return {d["device_id"]: d for d in body["devices"]} if status == 200 else {}
 
     def stop(self):
+        # SIGTERM to every device first, then reap them: one by one, a
+        # thousand would each be waited for in turn.
+        for w in self.windows:
+            w.device.terminate()
         for w in self.windows:
             w.device.stop()
         if self.gateway:

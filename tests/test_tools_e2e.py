@@ -49,9 +49,8 @@ def wait(pred, timeout=10.0):
 
 @pytest.fixture
 def hall(tmp_path):
-    h = SimHall(tmp_path, devices=2, seed=7, heap=HEAP)
     # Devices come up unpaired: the technician pairs them below.
-    h._pair_all = lambda say: None
+    h = SimHall(tmp_path, devices=2, seed=7, heap=HEAP, pair=False)
     h.start()
     yield h
     h.stop()
