@@ -244,6 +244,9 @@ def run(progress=None, keep=0, **params):
                 stopped = "step %d did not come up" % n
                 break
             bringup = time.monotonic() - t0
+            # What the new devices really took from the machine (noisy: the
+            # machine is shared), beside their RSS, which counts shared pages in full.
+            drop_kb = (avail - procstat.mem_available_kb()) / add
             per_dev_s = bringup / add
             before = {"invite_refused": tally.count("invite_refused"), "errors": len(tally.counts.get("errors", []))}
             first = len(tally.ledger)
@@ -252,7 +255,8 @@ def run(progress=None, keep=0, **params):
             per_target, drain_s = _drain(hall, tally, p["drain_s"])
             main = per_target["http"]
             step = {"devices": n, "added": add, "bringup_s": bringup, "paired": sum(1 for w in hall.windows if w.device_id),
-                    "rating_window_s": window_s}
+                    "rating_window_s": window_s, "mem_available_mb": procstat.mem_available_kb() // 1024,
+                    "mem_taken_kb_per_new_device": drop_kb}
             step.update(_step_figures(tally, first, before))
             step.update({"thanked": main["thanked"] - prev["thanked"],
                          "arrived": main["upstream_unique"] - prev["upstream_unique"],
@@ -297,6 +301,9 @@ def run(progress=None, keep=0, **params):
                  "gateway_cpu_pct_per_100_devices": 100.0 * best["gateway_cpu_pct"] / value,
                  "all_cpu_pct": sum(best[k + "_cpu_pct"] for k in ("gateway", "devices", "relay", "driver",
                                                                     "broker", "receivers"))}
+        # How many devices the machine's cores would carry at this step's CPU
+        # per device, if CPU alone were the limit (everything here grows with N).
+        extra["cpu_ceiling_devices"] = int(100.0 * (os.cpu_count() or 1) * value / extra["all_cpu_pct"])
     return result("fleet", value, "devices carried with zero loss", ceiling,
                   dict(p, steps=",".join(map(str, steps)), nofile=nofile),
                   target="1,000 real-firmware devices on one machine, zero loss",
