@@ -32,8 +32,13 @@ together and this process's actors. Heartbeats at the gateway's default
 30 s (the simulator's tests use 2 s; a hall runs 30).
 
 Reference, same run (there is no peer figure): the memory ceiling, the
-number of devices of the measured peak RSS that fit in `mem_fraction` of
-the MemAvailable measured before the first step; ratio = value / ceiling.
+number of devices that fit in `mem_fraction` of the MemAvailable measured
+before the first step, at the memory a device really takes (the larger of
+its Pss and what MemAvailable lost per device added at the first step,
+if it added 50 or more); ratio = value / ceiling. Beside it: the same ceiling at peak RSS (which counts the
+shared libraries once per device: far too low), the CPU ceiling (devices
+the cores would carry at the CPU per device measured at the largest carried
+step) and the pty ceiling (two ptys per cable, /proc/sys/kernel/pty/max).
 
     hcp bench fleet [--json] [-p steps=50,100,200,400] [-p seconds=10]
     hcp bench fleet -p steps=100,250,500,750,1000 -p seconds=60 -p budget_s=1200
@@ -211,8 +216,9 @@ def run(progress=None, keep=0, **params):
     rng = random.Random(p["seed"])
     hall = SimHall(work, devices=0, seed=p["seed"], heap=p["heap"], heartbeat_s=p["heartbeat_s"])
     tally = Tally()
-    out_steps, stopped, ceiling = [], None, None
+    out_steps, stopped, ceiling, rss_ceiling = [], None, None, None
     avail0 = procstat.mem_available_kb()
+    ptys0 = procstat.ptys_free()
     rss_est = RSS_GUESS_KB
     per_dev_s = BRINGUP_GUESS_S
     try:
@@ -274,7 +280,10 @@ def run(progress=None, keep=0, **params):
             out_steps.append(step)
             rss_est = max(rss_est if out_steps[:-1] else 0, step["rss_peak_kb_max"] or RSS_GUESS_KB)
             if ceiling is None and step["rss_peak_kb_max"]:
-                ceiling = int(p["mem_fraction"] * avail0 / step["rss_peak_kb_max"])
+                # A few devices' MemAvailable drop is mostly noise (page cache, the gateway).
+                per_dev = max(step["pss_kb_median"] or 0, drop_kb if add >= 50 else 0)
+                ceiling = int(p["mem_fraction"] * avail0 / per_dev) if per_dev > 0 else None
+                rss_ceiling = int(p["mem_fraction"] * avail0 / step["rss_peak_kb_max"])
             say("step %d devices: %s, thanked %d, arrived %d, lost %s, gateway %.0f%% CPU, devices %.0f%%, relay %.1f%%"
                 % (n, "carried" if step["carried"] else "NOT carried", step["thanked"], step["arrived"], step["lost"],
                    step["gateway_cpu_pct"], step["devices_cpu_pct"], step["relay_cpu_pct"]))
@@ -307,8 +316,10 @@ def run(progress=None, keep=0, **params):
     return result("fleet", value, "devices carried with zero loss", ceiling,
                   dict(p, steps=",".join(map(str, steps)), nofile=nofile),
                   target="1,000 real-firmware devices on one machine, zero loss",
-                  reference_is="memory ceiling: devices of the measured peak RSS in %.0f%% of MemAvailable "
-                               "at start (%d MB)" % (100 * p["mem_fraction"], avail0 // 1024),
+                  reference_is="memory ceiling: devices at the memory each really takes (Pss or MemAvailable "
+                               "lost per device) in %.0f%% of MemAvailable at start (%d MB)"
+                               % (100 * p["mem_fraction"], avail0 // 1024),
+                  rss_ceiling_devices=rss_ceiling, pty_ceiling_devices=ptys0 // 2 if ptys0 else None,
                   stopped=stopped, teardown_s=teardown, steps=[_round_all(s) for s in out_steps], **extra)
 
 
