@@ -106,7 +106,10 @@ class SimDevice:
             self.proc.send_signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(5)
-            self.proc.stdin.close()
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass  # buttons pressed but not read before the kill: nothing to deliver
 
     def stop(self):
         self.kill()
