@@ -22,6 +22,7 @@ import threading
 import time
 
 from gateway import outbox, records
+from gateway.db import insert_many, update_many
 from gateway.records import event_id
 
 log = logging.getLogger("hcp.gateway.commit")
@@ -252,12 +253,7 @@ class Committer(threading.Thread):
             eids.append(event_id(m["device_id"], m["boot"], m["event_seq"]))
             if m["kind"] != "uninvited":
                 wanted.add(m["invitation"])
-        invs = {}
-        if wanted:
-            for row in conn.execute(
-                    "SELECT id, device_id, staff_id, window, cases, event_id FROM invitations"
-                    " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(wanted)),)):
-                invs[row[0]] = row
+        invs = _invitations(conn, wanted) if wanted else {}
         rows = []
         found = []  # the invitation row each event answers, or None
         for item, eid in zip(events, eids, strict=True):
@@ -278,10 +274,10 @@ class Committer(threading.Thread):
                          item.received_at, staff_id, window, item.time_source))
         top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO events (event_id, device_id, boot, event_seq, kind, score, reasons,"
-            " invitation, device_time, uptime_ms, press_time, received_at, staff_id, window, time_source)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        insert_many(
+            conn, "INSERT OR IGNORE INTO events (event_id, device_id, boot, event_seq, kind, score, reasons,"
+            " invitation, device_time, uptime_ms, press_time, received_at, staff_id, window, time_source)",
+            15, rows)
         if conn.total_changes - before == len(rows):
             added = None  # every one new: the common case
         else:
@@ -331,9 +327,27 @@ class Committer(threading.Thread):
             for key, text in built:
                 for t in targets:
                     out.append((t, key, eid, device_id, text, received))
-        if closing:
-            conn.executemany("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?",
-                             closing)
+        if closing:  # each invitation once (`answered`)
+            update_many(conn, "invitations", ("state", "event_id", "closed_at"), "id", closing)
+
+
+_INVITATIONS = ("SELECT %s FROM invitations WHERE id IN (SELECT value FROM json_each(?))")
+_INV_COLS = "id, device_id, staff_id, window, cases, event_id"
+
+
+def _invitations(conn, ids):
+    """{id: (id, device_id, staff_id, window, cases, event_id)} of the
+    invitations named in `ids`, in one step: SQLite packs the rows into one
+    JSON array (the sqlite3 module would release and take back the GIL for
+    every row fetched). Every column is TEXT (or NULL), which JSON carries
+    as it is; a row JSON cannot hold (a BLOB someone wrote) makes SQLite
+    refuse the statement, and then the rows are fetched one by one."""
+    arg = (json.dumps(list(ids)),)
+    try:
+        packed = conn.execute(_INVITATIONS % ("json_group_array(json_array(%s))" % _INV_COLS), arg).fetchone()[0]
+        return {row[0]: tuple(row) for row in json.loads(packed)}
+    except sqlite3.OperationalError:
+        return {row[0]: row for row in conn.execute(_INVITATIONS % _INV_COLS, arg)}
 
 
 class Checkpointer(threading.Thread):

@@ -51,10 +51,11 @@ def add(conn, rows):
     """Queue records. rows: iterable of (target, key, event_id, device_id,
     record_json, created_at). Rows whose (target, key) exist are ignored.
     Returns the number of rows actually added."""
+    from gateway.db import insert_many  # gateway.db imports this module for its SCHEMA
+
     before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO outbox (target, key, event_id, device_id, record, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)", rows)
+    insert_many(conn, "INSERT OR IGNORE INTO outbox (target, key, event_id, device_id, record, created_at)",
+                6, rows)
     return conn.total_changes - before
 
 
