@@ -181,7 +181,7 @@ class Committer(threading.Thread):
                 return
         acks = {}  # dev -> [(boot, seq)]
         received = []  # receive times, for the ACK latency
-        rows = []  # outbox rows of the whole batch: one executemany
+        rows = []  # outbox rows of the whole batch: one outbox.add
         counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0,
                   "poison": 0}
         changes = conn.total_changes
@@ -237,14 +237,19 @@ class Committer(threading.Thread):
         """Store the events of a batch, in order; append their outbox rows to
         `out`. A handful of statements per batch, not three per event:
 
-        1. their invitations, one SELECT (`json_each` of the ids);
-        2. the events, one `INSERT OR IGNORE` executemany; the UNIQUE event_id
+        1. their invitations, one SELECT (`json_each` of the ids, the rows
+           packed into one JSON array: `_invitations`);
+        2. the events, `INSERT OR IGNORE` in multi-row statements
+           (`db.insert_many`); the UNIQUE event_id
            absorbs resends, and the rows this batch really added are those
            with an id above the largest before it (only this thread writes
            events), so a duplicate is known without a statement per event;
         3. records for the new events that answer an open invitation (the
-           first answer wins, within the batch too), their invitations
-           closed by one UPDATE executemany.
+           first answer wins, within the batch too; their JSON text by
+           `records.texts`), their invitations closed by `db.update_many`.
+        Each of these is one SQLite step per up to 256 rows: the sqlite3
+        module releases the GIL for a step and must take it back after it,
+        which costs a wait behind the serial thread every time.
         The outcome is the one of storing the events one by one."""
         eids = []
         wanted = set()
@@ -331,7 +336,7 @@ class Committer(threading.Thread):
             update_many(conn, "invitations", ("state", "event_id", "closed_at"), "id", closing)
 
 
-_INVITATIONS = ("SELECT %s FROM invitations WHERE id IN (SELECT value FROM json_each(?))")
+_INVITATIONS = "SELECT %s FROM invitations WHERE id IN (SELECT value FROM json_each(?))"
 _INV_COLS = "id, device_id, staff_id, window, cases, event_id"
 
 
