@@ -24,7 +24,8 @@ def sim():
 
 
 @sim.command()
-@click.option("--devices", default=20, show_default=True, type=click.IntRange(1, 2000), help="Evaluators (one window each).")
+@click.option("--devices", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="Evaluators (one window each); at most 2,000 without --fast.")
 @click.option("--ratings", default=200, show_default=True, type=click.IntRange(0), help="Invitations the clerks open in all.")
 @click.option("--seed", default=1, show_default=True, help="Seed of every random choice (citizens, faults, noise).")
 @click.option("--faults", default="", callback=_faults, metavar="LIST",
@@ -37,17 +38,27 @@ def sim():
 @click.option("--max-seconds", default=900, show_default=True, help="Stop the actors after this long.")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True,
               help="MicroPython heap of every device (-X heapsize): the firmware's budget.")
+@click.option("--fast", is_flag=True,
+              help="In-process evaluators for very large fleets: the firmware's logic modules (rating, journal, "
+                   "buttons, orders) under CPython over the gateway's MQTT ingest, not the MicroPython VM. "
+                   "Same gateway, broker, upstream, faults (no line-noise) and invariants.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (progress goes to stderr).")
-def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, as_json):
+def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, fast, as_json):
     """Run a hall of DEVICES evaluators through RATINGS invitations with FAULTS,
     then check the invariants of DESIGN.md §6. Exit status 1 if any breaks."""
+    if not fast and devices > 2000:
+        raise click.BadParameter("at most 2000 real-firmware devices; --fast for more", param_hint="--devices")
+    if fast and "line-noise" in faults:
+        raise click.BadParameter("line-noise does not apply to --fast (its devices have no serial line)",
+                                 param_hint="--faults")
+
     def progress(msg):
         click.echo("[sim] " + msg, err=True)
 
     try:
         report = _fleet.run(devices=devices, ratings=ratings, seed=seed, faults=faults, noise_rate=noise_rate,
                             workdir=workdir, progress=progress, broker=broker, max_s=max_seconds,
-                            heap=heap)
+                            heap=heap, fast=fast)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
