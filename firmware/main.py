@@ -31,11 +31,12 @@ sys.path.insert(0, _root())
 # sends bitmaps in 512-byte parts and nothing else comes near; protocol.tx
 # one frame out) want one contiguous block each while there is one. The
 # general codec (protocol.messages, protocol.reader) is never loaded here.
+# isort: off
 import protocol.rx  # noqa: E402, F401
 import protocol.tx  # noqa: E402, F401
-
 import firmware  # noqa: E402
 from firmware import boot  # noqa: E402
+# isort: on
 
 dev = boot.start(sys.argv[1:])
 # Boot-only code leaves RAM (see boot.py).

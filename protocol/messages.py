@@ -18,9 +18,31 @@ from protocol.errors import MessageError, ProtocolError
 from protocol.fields import KINDS, get, is_int, put  # noqa: F401  (KINDS re-exported)
 from protocol.rules import MAX_REASONS, check  # noqa: F401  (re-exported)
 from protocol.schema import (  # noqa: F401  (re-exported: the codes are part of this API)
-    ACK, BIND, BITMAP, CANCEL, CONFIG, DONE, E_ARG, E_AUTH, E_FRAME, E_FULL, E_STATE, E_TYPE,
-    ERROR, EVENT, HEALTH, HELLO, INVITE, SCHEMA, SLOT_CARD, SLOT_PROMPT, SLOT_REASON0,
-    SLOT_REASONS, SLOT_THANKS, TIME, UNBIND,
+    ACK,
+    BIND,
+    BITMAP,
+    CANCEL,
+    CONFIG,
+    DONE,
+    E_ARG,
+    E_AUTH,
+    E_FRAME,
+    E_FULL,
+    E_STATE,
+    E_TYPE,
+    ERROR,
+    EVENT,
+    HEALTH,
+    HELLO,
+    INVITE,
+    SCHEMA,
+    SLOT_CARD,
+    SLOT_PROMPT,
+    SLOT_REASON0,
+    SLOT_REASONS,
+    SLOT_THANKS,
+    TIME,
+    UNBIND,
 )
 
 # CPython keeps the split layouts; the device splits on each use (messages

@@ -17,8 +17,8 @@
 import binascii
 import struct
 
-from protocol import schema as _m
 from protocol import rules as _rules
+from protocol import schema as _m
 from protocol.errors import MessageError
 from protocol.schema import KINDS, is_int
 

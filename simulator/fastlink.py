@@ -24,8 +24,7 @@ import tomllib
 
 import paho.mqtt.client as mqtt
 
-from simulator import procs, tomlw
-from simulator.broker import BrokerProcess
+from simulator import tomlw
 from simulator.fastdev import FastDevice
 from simulator.hall import GIVEN, SURNAMES, HallError, SimHall, Window
 from tools import pair as pairing
@@ -212,15 +211,7 @@ class FastHall(SimHall):
         say = progress or (lambda msg: None)
         self.ttydir = self.workdir / "tty"  # no serial devices; the gateway's glob finds none
         self.ttydir.mkdir(exist_ok=True)
-        say("broker: starting (%s)" % self.broker_kind)
-        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True).start()
-        say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
-        self.receivers["http"] = procs.http_receiver(self.workdir).start()
-        self.receivers["mqtt"] = procs.mqtt_receiver(self.workdir, self.broker.port, "hcp/records/#").start()
-        self._write_config()
-        self.gateway = procs.gateway(self.workdir, self.config_path, self.http_port).start()
-        if not self.api.wait_up():
-            raise HallError("the gateway API did not come up:\n" + self.gateway.tail())
+        self._start_services(say)
         say("gateway: up, API on 127.0.0.1:%d, MQTT ingest on the hall broker" % self.http_port)
         self.transport = MqttTransport(self.broker.port, self.hall_id)
         return self

@@ -109,6 +109,12 @@ class SimHall:
         # next rescan, with no new config and no restart.
         self.ttydir = self.workdir / "tty"
         self.ttydir.mkdir(exist_ok=True)
+        self._start_services(say)
+        say("gateway: up, API on 127.0.0.1:%d" % self.http_port)
+        return self
+
+    def _start_services(self, say):
+        """Broker, upstream receivers, then the gateway, up and answering."""
         say("broker: starting (%s)" % self.broker_kind)
         self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True).start()
         say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
@@ -118,8 +124,6 @@ class SimHall:
         self.gateway = procs.gateway(self.workdir, self.config_path, self.http_port).start()
         if not self.api.wait_up():
             raise HallError("the gateway API did not come up:\n" + self.gateway.tail())
-        say("gateway: up, API on 127.0.0.1:%d" % self.http_port)
-        return self
 
     def add_devices(self, n, progress=None, workers=4):
         """Bring `n` more evaluators into the running hall: a cable each,

@@ -192,7 +192,7 @@ def test_feed_splits_like_the_reader():
         before = rx.overlong
         for i in range(0, len(stream), size):
             chunk = bytearray(stream[i : i + size])
-            rx.feed(chunk, len(chunk), lambda k: got.append(bytes(rx.buf[:k])))
+            rx.feed(chunk, len(chunk), lambda k, got=got: got.append(bytes(rx.buf[:k])))
         assert got == want, size
         assert rx.overlong == before + 1
     # Only the first n bytes of the chunk count (a device reads into one buffer).
