@@ -47,12 +47,13 @@ class _HttpUpstream:
         self.proc.wait(10)
 
 
-def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100, kind="mqtt"):
+def run(progress=None, rows=1000000, live_rate=50.0, seconds=110, window=100, batch=100, kind="mqtt"):
     from gateway import db, outbox
     from gateway.forward_http import HttpForwarder
     from gateway.forward_mqtt import MqttForwarder
     from simulator.broker import BrokerProcess
 
+    say = progress or (lambda msg: None)
     deadline = Deadline(seconds)
     work = tempfile.mkdtemp(prefix="hcp-bench-drain-")
     path = os.path.join(work, "hall.db")
@@ -64,6 +65,7 @@ def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100, kind="m
         broker = _HttpUpstream(work)
         fw = HttpForwarder(path, "province", {"url": "http://127.0.0.1:%d/records" % broker.port,
                                               "batch": batch})
+    say("filling the outbox with %d rows queued an hour ago" % rows)
     t_fill = time.perf_counter()
     fill_outbox(path, records(rows), "province", created_at=time.time() - 3600).close()
     fill_s = time.perf_counter() - t_fill
@@ -88,6 +90,7 @@ def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100, kind="m
     watch = db.connect(path)
     live = threading.Thread(target=hall, daemon=True)
     try:
+        say("draining to %s" % ("Mosquitto" if kind == "mqtt" else "the HTTP receiver"))
         t0 = time.perf_counter()
         fw.start()
         live.start()
@@ -125,11 +128,11 @@ def run(rows=100000, live_rate=50.0, seconds=300, window=100, batch=100, kind="m
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=100000)
+    p.add_argument("--rows", type=int, default=1000000)
     p.add_argument("--live-rate", type=float, default=50.0)
     p.add_argument("--window", type=int, default=100)
     p.add_argument("--batch", type=int, default=100)
-    p.add_argument("--seconds", type=float, default=300)
+    p.add_argument("--seconds", type=float, default=110)
     p.add_argument("--kind", choices=["mqtt", "http"], default="mqtt")
     a = p.parse_args()
     print(json.dumps(run(rows=a.rows, live_rate=a.live_rate, seconds=a.seconds,

@@ -120,16 +120,19 @@ def forward(port, path, n, target, settings, deadline=None, created_at=None):
     return n / dt, dt
 
 
-def run(rows=100000, paho_messages=50000, seconds=120, window=100, batch=100):
+def run(progress=None, rows=100000, paho_messages=50000, seconds=120, window=100, batch=100):
     from simulator.broker import BrokerProcess
 
+    say = progress or (lambda msg: None)
     deadline = Deadline(seconds)
     work = tempfile.mkdtemp(prefix="hcp-bench-forward-")
     broker = BrokerProcess(work, kind="mosquitto").start()
     try:
         payloads = [json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode()
                     for r in records(paho_messages)]
+        say("reference: a bare paho QoS 1 loop of %d messages" % paho_messages)
         ref = paho_loop(broker.port, payloads, window=window, deadline=deadline)
+        say("ours: %d outbox rows forwarded until PUBACK and marked" % rows)
         rate, dt = forward(broker.port, os.path.join(work, "fw.db"), rows, "bench",
                            {"window": window, "batch": batch}, deadline)
         single_n = min(rows, paho_messages)
