@@ -1,7 +1,7 @@
 # protocol.tx (frames packed in one preallocated buffer) puts on the line
 # exactly the bytes of protocol.messages.encode, and refuses what it refuses.
 # Runs unchanged under pytest (CPython) and under
-#   micropython -X heapsize=64K tests/test_protocol_tx.py
+#   micropython -X heapsize=128K tests/test_protocol_tx.py
 # (tests/test_under_micropython.py does that from pytest).
 
 import sys
