@@ -91,7 +91,7 @@ def redraw():
         version = ev.version
         dirty = False
         screen.draw(v, dev)
-        hal.show(screen.buf, v)
+        hal.show(screen.buf, v, ev.invitation if ev.state != IDLE else "")
 
 
 def run():

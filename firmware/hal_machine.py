@@ -66,7 +66,7 @@ def scan(buttons, now):
         buttons.set(i, 1 if pins[i].value() == (0 if low else 1) else 0, now)
 
 
-def show(buf, view):
+def show(buf, view, invitation=""):
     # ssd1306 keeps its own MONO_VLSB frame; blit converts from ours.
     global src
     if src is None:

@@ -7,7 +7,8 @@
 #   read() / write(b)     the UART: bytes read into `rx` (0: none) / send
 #   wait(ms)              sleep until input arrives or ms pass
 #   scan(buttons, now)    feed button levels into firmware.buttons
-#   show(buf, view)       put the framebuffer on the panel
+#   show(buf, view, inv)  put the framebuffer on the panel (inv: the open
+#                         invitation's id, or ""; the sim board writes it)
 #
 # Here: the UART is a pty (the simulator or test holds the master side);
 # buttons are lines on stdin: `press N` (a clean press of the N-star
@@ -123,7 +124,7 @@ def scan(buttons, now):
     ops.clear()
 
 
-def show(buf, view):
+def show(buf, view, invitation=""):
     # Inverted in place for the file and back: no second 1 KB buffer. No
     # flush(): it would fsync, and a picture needs atomicity, not
     # durability. The text twin goes last: whoever sees the new view name
@@ -138,7 +139,9 @@ def show(buf, view):
     for i in range(len(buf)):
         buf[i] ^= 0xFF
     os.rename(p + ".pbm.tmp", p + ".pbm")
+    # Line 2: the invitation on screen, so the simulator's citizen rates
+    # the prompt of the clerk's invitation, not a late one of an earlier.
     f = open(p + ".txt.tmp", "w")
-    f.write(view + "\n")
+    f.write(view + "\n" + invitation + "\n" if invitation else view + "\n")
     f.close()
     os.rename(p + ".txt.tmp", p + ".txt")

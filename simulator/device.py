@@ -118,6 +118,12 @@ class SimDevice:
         words = self.screen_text().split()
         return words[0] if words else ""
 
+    def showing(self):
+        """The invitation whose prompt (or reasons, or thanks) is on screen,
+        or "" (line 2 of screen.txt)."""
+        lines = self.screen_text().split("\n")
+        return lines[1].strip() if len(lines) > 1 else ""
+
     def wait_state(self, states, timeout=5.0, poll=0.01):
         """Wait until the screen shows one of `states`; return it, or "" on timeout."""
         if isinstance(states, str):

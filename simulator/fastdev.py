@@ -396,7 +396,13 @@ class FastDevice:
         return self.view
 
     def screen_text(self):
-        return self.view
+        inv = self.showing()
+        return self.view + "\n" + inv + "\n" if inv else self.view + "\n"
+
+    def showing(self):
+        """The invitation on screen, or "" (as SimDevice.showing())."""
+        with self.cond:
+            return self.ev.invitation if self.on and self.ev.state != IDLE else ""
 
     def wait_state(self, states, timeout=5.0, poll=None):
         if isinstance(states, str):

@@ -23,6 +23,22 @@ from simulator.hall import SimHall, noise_counts
 FAULTS = ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage", "disk-full")
 
 
+
+def _prompt_shows(dev, invitation, timeout):
+    """Wait until the screen prompts for this invitation. A citizen rates
+    what the screen shows; under load an earlier invitation (one the clerk
+    gave up on or withdrew) can still be on screen when the next is opened,
+    and a press then answers that one, not the clerk's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if dev.wait_state(("invited",), timeout=max(0.0, left)) == "invited" \
+                and dev.showing() == invitation:
+            return True
+        if left <= 0:
+            return False
+        time.sleep(0.02)
+
 class Actor(threading.Thread):
     def __init__(self, hall, w, quota, rng, ledger, counts, stop, pause=(0.0, 0.0)):
         super().__init__(name="actor-" + w.window, daemon=True)
@@ -98,7 +114,7 @@ class Actor(threading.Thread):
         self.n += 1
         starts = dev.starts
         a = self.attempt = invariants.Attempt(self.w.device_id, inv, cases)
-        if dev.wait_state(("invited",), timeout=4.0) != "invited":
+        if not _prompt_shows(dev, inv, timeout=4.0):
             cancelled = self.hall.cancel(inv) == 200  # the prompt never showed: the clerk withdraws it
             a.outcome = "cancelled"
             self._add(a)

@@ -42,6 +42,8 @@ class Rig:
         self.gw.command({"type": "invite", "invitation": inv, "cases": list(cases),
                          "timeout_s": timeout_s})
         self.dev.wait_screen("invited")
+        # The sim board names the invitation on screen too (line 2).
+        assert (self.dev.flash / "screen.txt").read_text().split("\n")[1] == inv
 
     def event(self, where, **kw):
         return self.gw.wait_for("event", where, **kw)

@@ -70,7 +70,8 @@ class SimDevice:
 
     def screen(self):
         try:
-            return (self.flash / "screen.txt").read_text().strip()
+            # Line 1 names the view (line 2, when there is one, the invitation).
+            return (self.flash / "screen.txt").read_text().split("\n")[0].strip()
         except FileNotFoundError:
             return None
 
