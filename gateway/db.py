@@ -211,15 +211,21 @@ def insert_many(conn, head, width, rows):
     rows = rows if isinstance(rows, list) else list(rows)
     if any(len(r) != width for r in rows):  # a flat parameter list would shift silently
         raise sqlite3.ProgrammingError("insert_many: every row needs %d values" % width)
-    n = len(rows)
-    i = 0
     chain = itertools.chain.from_iterable
+    for i, k in _chunks(len(rows)):
+        conn.execute(_values_sql(head, width, k), list(chain(rows[i:i + k])))
+    return len(rows)
+
+
+def _chunks(n):
+    """(start, size) of the statements that carry n rows: full ones, then
+    powers of two, so that few distinct SQL texts are ever built."""
+    i = 0
     while i < n:
         left = n - i
         k = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
-        conn.execute(_values_sql(head, width, k), list(chain(rows[i:i + k])))
+        yield i, k
         i += k
-    return n
 
 
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -242,16 +248,11 @@ def update_many(conn, table, columns, key, rows):
     head = "UPDATE %s SET %s FROM (" % (table, ", ".join("%s = v.column%d" % (c, i + 1)
                                                           for i, c in enumerate(columns)))
     tail = ") AS v WHERE %s.%s = v.column%d" % (table, key, width)
-    n = len(rows)
-    i = 0
     chain = itertools.chain.from_iterable
-    while i < n:
-        left = n - i
-        k = ROWS_PER_STATEMENT if left >= ROWS_PER_STATEMENT else 1 << (left.bit_length() - 1)
+    for i, k in _chunks(len(rows)):
         sql = _multi.get((head, tail, width, k))
         if sql is None:
             one = "(" + ", ".join("?" * width) + ")"
             sql = _multi[(head, tail, width, k)] = head + "VALUES " + ", ".join([one] * k) + tail
         conn.execute(sql, list(chain(rows[i:i + k])))
-        i += k
-    return n
+    return len(rows)
