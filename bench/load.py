@@ -44,9 +44,12 @@ import sys
 import time
 import tty
 
+from bench import procstat
 from protocol import hmac256
 from protocol import messages as M
 from protocol.reader import Reader
+from simulator.broker import free_port
+from simulator.procs import stop_process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WINDOW = 8  # unacknowledged events per device (the firmware's resend window)
@@ -68,13 +71,6 @@ def mix_counts(n):
         k = EVENT_MIX[i % 20][0]
         out[k] = out.get(k, 0) + 1
     return out
-
-
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def device_key(i):
@@ -228,20 +224,10 @@ class LoadHall:
         return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-        return 0
+        return procstat.status_kb(self.proc.pid, "VmHWM") or 0
 
     def stop_gateway(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 15)
 
     def tail(self, n=2000):
         try:

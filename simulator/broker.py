@@ -102,13 +102,9 @@ class BrokerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        if self.running:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from simulator.procs import stop_process  # procs imports this module
+
+        stop_process(self.proc, 5)
 
     def kill(self):
         """kill -9: the broker dies without a goodbye, as in a crash."""
