@@ -10,6 +10,8 @@
 import sys
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
+from mpcompat import rand_bits as _rand  # noqa: E402
+from mpcompat import rand_text as _text  # noqa: E402
 
 from protocol import hmac256, messages, reader, rx  # noqa: E402
 from protocol.errors import AuthError, ProtocolError  # noqa: E402
@@ -72,22 +74,6 @@ def test_examples_decode_alike():
                 assert kind == "ok" and msg["type"] == ex["type"], (ex, msg)
                 n += 1
     assert n == 18, n
-
-
-def _rand(bits):
-    import random
-
-    return random.getrandbits(bits)
-
-
-_CHARS = "AZaz09-_\x00\x01\xff é中差评"
-
-
-def _text(maxlen):
-    out = ""
-    for _ in range(_rand(9) % (maxlen + 1)):
-        out += _CHARS[_rand(5) % len(_CHARS)]
-    return out
 
 
 def _random_msg(kind):

@@ -7,6 +7,8 @@
 import sys
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
+from mpcompat import rand_bits as _rand  # noqa: E402
+from mpcompat import rand_text as _text  # noqa: E402
 
 from protocol import cobs, hmac256, messages, tx  # noqa: E402
 from protocol.errors import ProtocolError  # noqa: E402
@@ -61,24 +63,7 @@ def test_examples_byte_for_byte():
     assert n == 16
 
 
-# Random field values (getrandbits only: the smallest `random` there is).
-
-
-def _rand(bits):
-    import random
-
-    return random.getrandbits(bits)
-
-
-_CHARS = "AZaz09-_\x00\x01\xff é中差评"
-
-
-def _text(maxlen):
-    n = _rand(9) % (maxlen + 1)
-    out = ""
-    for _ in range(n):
-        out += _CHARS[_rand(5) % len(_CHARS)]
-    return out
+# Random field values (mpcompat.rand_bits, rand_text).
 
 
 def _id():
