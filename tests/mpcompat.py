@@ -24,25 +24,6 @@ def raises(exc, fn, *args):
     raise AssertionError("expected %s from %r" % (exc.__name__, fn))
 
 
-# Random values for the tests that compare two codecs (getrandbits only:
-# the smallest `random` there is).
-_CHARS = "AZaz09-_\x00\x01\xff é中差评"
-
-
-def rand_bits(bits):
-    import random
-
-    return random.getrandbits(bits)
-
-
-def rand_text(maxlen):
-    """Up to maxlen characters: ASCII, zero and control bytes, CJK."""
-    out = ""
-    for _ in range(rand_bits(9) % (maxlen + 1)):
-        out += _CHARS[rand_bits(5) % len(_CHARS)]
-    return out
-
-
 def main(namespace):
     import gc
 

@@ -10,8 +10,8 @@
 import sys
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
-from mpcompat import rand_bits as _rand  # noqa: E402
-from mpcompat import rand_text as _text  # noqa: E402
+from mprandom import rand_bits as _rand  # noqa: E402
+from mprandom import rand_text as _text  # noqa: E402
 
 from protocol import hmac256, messages, reader, rx  # noqa: E402
 from protocol.errors import AuthError, ProtocolError  # noqa: E402

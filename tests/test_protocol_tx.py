@@ -7,8 +7,8 @@
 import sys
 
 import mpcompat  # noqa: F401  (puts the repo root on sys.path)
-from mpcompat import rand_bits as _rand  # noqa: E402
-from mpcompat import rand_text as _text  # noqa: E402
+from mprandom import rand_bits as _rand  # noqa: E402
+from mprandom import rand_text as _text  # noqa: E402
 
 from protocol import cobs, hmac256, messages, tx  # noqa: E402
 from protocol.errors import ProtocolError  # noqa: E402
@@ -63,7 +63,7 @@ def test_examples_byte_for_byte():
     assert n == 16
 
 
-# Random field values (mpcompat.rand_bits, rand_text).
+# Random field values (mprandom.rand_bits, rand_text).
 
 
 def _id():
