@@ -1,6 +1,10 @@
-# Protocol framing tests: COBS, HMAC, frames, replay, the incremental reader.
-# Runs unchanged under pytest (CPython) and under
-#   micropython -X heapsize=64K tests/test_protocol_core.py
+# Protocol framing tests of the gateway's general codec: COBS, frames, replay,
+# the incremental reader. Runs unchanged under pytest (CPython) and under
+#   micropython -X heapsize=128K tests/test_protocol_core.py
+# (128K: a device never loads this codec; the device's own codec and HMAC are
+# tested in its 64K heap by tests/test_protocol_device.py. At 64K this file
+# passed or ran out of a 2 KB block depending on the checkout's path, CI
+# 2026-11-24: fragmentation, not a fault of the code under test.)
 # Plain asserts and test_* functions, in the style of micropython-lib's tests;
 # tests/test_under_micropython.py runs this file under the real VM.
 
@@ -10,10 +14,6 @@ from mpcompat import raises as _raises
 from protocol import cobs, frame, hmac256, messages, reader  # noqa: E402
 from protocol.errors import AuthError, FrameError  # noqa: E402
 from protocol.examples import EXAMPLES, TEST_KEY  # noqa: E402
-
-
-def _hex(b):
-    return "".join(["%02x" % x for x in b])
 
 
 def test_cobs_known():
@@ -37,18 +37,6 @@ def test_cobs_known():
 def test_cobs_rejects():
     _raises(FrameError, cobs.decode, b"\x05\x11")
     _raises(FrameError, cobs.decode, b"\x02\x00")
-
-
-def test_hmac_rfc4231():
-    # RFC 4231 test cases 1, 2 and 6 (key longer than the block).
-    assert _hex(hmac256.hmac_sha256(b"\x0b" * 20, b"Hi There")) == (
-        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
-    assert _hex(hmac256.hmac_sha256(b"Jefe", b"what do ya want for nothing?")) == (
-        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
-    assert _hex(hmac256.hmac_sha256(
-        b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First")) == (
-        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
-    assert len(hmac256.Key(TEST_KEY).tag(b"x")) == hmac256.TAG_LEN
 
 
 def test_replay_refused():
