@@ -72,6 +72,7 @@ class Device:
     heartbeat_s: int = 30
     offline_after_missed: int = 3
     stuck_ms: int = 5000
+    expire_grace_s: int = 60
     reasons_version: str = FALLBACK_REASONS_VERSION
     reasons: list = dataclasses.field(default_factory=lambda: list(FALLBACK_REASONS))
 
@@ -371,7 +372,7 @@ def parse(data, path="<config>"):
 
     v = c.table(data, "device")
     c.unknown(v, "device", {"invite_timeout_s", "heartbeat_s", "offline_after_missed", "stuck_ms",
-                            "reasons_version", "reasons"})
+                            "expire_grace_s", "reasons_version", "reasons"})
     device = Device(
         invite_timeout_s=c.get(v, "device", "invite_timeout_s", int, 10, check=lambda x: 1 <= x <= 3600,
                                why="must be 1..3600 s"),
@@ -381,6 +382,8 @@ def parse(data, path="<config>"):
                                    why="must be 1..100 heartbeats"),
         stuck_ms=c.get(v, "device", "stuck_ms", int, 5000, check=lambda x: 100 <= x <= 65535,
                        why="must be 100..65535 ms"),
+        expire_grace_s=c.get(v, "device", "expire_grace_s", int, 60, check=lambda x: 0 <= x <= 86400,
+                             why="must be 0..86400 s"),
         reasons_version=c.get(v, "device", "reasons_version", str, FALLBACK_REASONS_VERSION,
                               check=lambda x: 0 < len(x.encode()) <= 255, why="must be 1..255 bytes"),
         reasons=_reasons(c, v),
@@ -457,6 +460,9 @@ invite_timeout_s = 10         # how long an invitation (一次一评) stays open
 heartbeat_s = 30              # device health period; offline after offline_after_missed
 offline_after_missed = 3
 stuck_ms = 5000               # a button held longer than this counts as stuck
+expire_grace_s = 60           # an invitation no answer came for within its timeout plus
+                              # this is marked expired (the device was off or never got
+                              # it); a late answer from the device's journal still counts
 # 差评 reasons shown on the device; replace with the upstream (getnorm) list:
 # reasons_version = "fallback-1"
 # reasons = [{ code = "R1", label = "服务态度差" }, { code = "R2", label = "办事效率低、等待时间长" }]

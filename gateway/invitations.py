@@ -8,7 +8,11 @@ the invitation with the first event that answers it and builds one upstream
 record per case (gateway/records.py).
 
 States: open -> rated | unrated (by the device's event), cancelled (by the
-counter), refused (the device answered E_FULL), undelivered (no link).
+counter), refused (the device answered E_FULL), undelivered (no link),
+expired (no answer within timeout_s + [device] expire_grace_s: the device was
+off, or lost the invite on the line). An answer is matched by the invitation's
+event_id, not its state: a rating a device journaled and thanked for is
+counted when it arrives, however late (the invitation then becomes rated).
 """
 
 import itertools
@@ -70,6 +74,8 @@ class Invitations:
         self.cfg = cfg
         self.session = session
         self._n = itertools.count(1)
+        self._swept = 0.0
+        self.expired = 0  # invitations this process marked expired
 
     def _write(self, sql, args):
         with self.lock:
@@ -138,6 +144,48 @@ class Invitations:
         out = self.get(inv_id)
         out["sent"] = sent
         return out
+
+    def expire(self, now=None):
+        """Mark expired the open invitations no answer came for within their
+        timeout plus the grace; return how many. The grace covers the
+        device's own clock (it counts the timeout from when the invite
+        arrived) and a late unrated event on a slow line."""
+        now = time.time() if now is None else now
+        grace = self.cfg.device.expire_grace_s
+        with self.lock:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                n = self.conn.execute(
+                    "UPDATE invitations SET state = 'expired', closed_at = ?"
+                    " WHERE state = 'open' AND event_id IS NULL AND created_at + timeout_s + ? < ?",
+                    (now, grace, now)).rowcount
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise StorageError("cannot expire invitations: %s" % err) from err
+        self.expired += n
+        if n:
+            log.info("%d invitation(s) expired with no answer", n)
+        return n
+
+    def expire_due(self, every_s=5.0):
+        """expire() at most every `every_s` seconds (the health tick calls
+        this every second)."""
+        now = time.time()
+        if now - self._swept >= every_s:
+            self._swept = now
+            self.expire(now)
+
+    def counts(self, now=None):
+        """{state: number} of the invitations opened since the hall's midnight."""
+        now = time.time() if now is None else now
+        off = self.cfg.hall.tz_offset_min * 60
+        midnight = (now + off) // 86400 * 86400 - off
+        with self.lock:
+            rows = self.conn.execute("SELECT state, count(*) FROM invitations WHERE created_at >= ?"
+                                     " GROUP BY state", (midnight,)).fetchall()
+        return dict(rows)
 
     def refused(self, inv_id, code, detail):
         """The device refused the invite (error frame answering it)."""

@@ -100,7 +100,7 @@ class Gateway:
         self.monitor = Monitor(self.registry, cfg,
                                publish_device=self.mqtt.publish_device if self.mqtt else None,
                                publish_gateway=self.mqtt.publish_gateway if self.mqtt else None,
-                               summary=self.summary, every_second=self.router.resend_due)
+                               summary=self.summary, every_second=self._every_second)
         self.router.listeners.append(self.monitor.device_changed)
         self.committer.on_alarm(self._alarm_changed)
         self.monitor.start()
@@ -164,6 +164,9 @@ class Gateway:
         return 0
 
     # --- glue ----------------------------------------------------------------
+    def _every_second(self):
+        self.router.resend_due()  # unconfirmed commands to devices
+        self.invitations.expire_due()  # invitations nobody will answer
     def set_storage_cap(self, max_size_mb):
         """Cap the database size now (MB; 0 lifts the cap). A cap at or below
         the current size is a full disk: ACKs stop and the alarm rises, and
@@ -214,6 +217,7 @@ class Gateway:
             "serial": self.serial.status() if self.serial else [],
             "mqtt": self.mqtt.status() if self.mqtt else None,
             "outbox": ob,
+            "invitations_today": self.invitations.counts(),
             "forwarders": fw,
         }
 

@@ -90,3 +90,35 @@ def test_cli_invite_and_status(hall):
     proc = subprocess.run([HCP, "gateway", "invite", "-c", conf, "-w", "NOWHERE", "-p", "P"],
                           capture_output=True, timeout=30)
     assert proc.returncode == 2 and b"no device is bound" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_unanswered_invitation_expires_and_a_late_answer_still_counts(hall):
+    # The device never answers (it was off, or the invite was lost on the
+    # line): the gateway's sweep marks the invitation expired once its
+    # timeout and the grace have passed. A rating the device journaled
+    # (thanked) and delivers later still counts: the invitation becomes rated.
+    dev = connect(hall.device("EV-4"))
+    pair(hall, dev, "S4", "W4")
+    dev5 = connect(hall.device("EV-5"))
+    pair(hall, dev5, "S5", "W5")
+    hall.gw.cfg.device.expire_grace_s = 0
+    inv = invite(hall, dev, "W4", ["P-X1", "P-X2"], timeout_s=1)
+    other = invite(hall, dev5, "W5", ["P-Y"], timeout_s=3600)  # still inside its timeout
+
+    def state(i):
+        return hall.api("GET", "/api/invitations/" + i["invitation"])[1]["state"]
+
+    wait_for(lambda: state(inv) == "expired", timeout=15, what="expired by the gateway's own sweep")
+    assert state(other) == "open"
+    assert hall.gw.invitations.counts() == {"expired": 1, "open": 1}
+    code, st = hall.api("GET", "/api/status")
+    assert code == 200 and st["invitations_today"] == {"expired": 1, "open": 1}, st
+    assert hall.gw.invitations.expire() == 0  # nothing more is due
+    late = dev.event("rating", 4, (), inv["invitation"])
+    dev.wait(lambda: late in dev.acked)
+    wait_for(lambda: state(inv) == "rated", what="rated by the late answer")
+    got = {r["projectNo"]: r for r in records(hall.db)}
+    assert got["P-X1"]["satisfaction"] == 4 and got["P-X2"]["satisfaction"] == 4
+    # An answered invitation never expires; the open one does when it is due.
+    assert hall.gw.invitations.expire(now=time.time() + 10**6) == 1
+    assert state(inv) == "rated" and state(other) == "expired"
