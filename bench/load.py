@@ -349,7 +349,7 @@ class LoadHall:
         try:
             ev = conn.execute("SELECT count(*) FROM events").fetchone()[0]
             rec = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-            closed = conn.execute("SELECT count(*) FROM invitations WHERE state != 'open'").fetchone()[0]
+            closed = conn.execute("SELECT count(*) FROM invitations WHERE event_id IS NOT NULL").fetchone()[0]
         finally:
             conn.close()
         return {"events": ev, "records": rec, "invitations_closed": closed}
