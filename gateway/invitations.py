@@ -77,16 +77,18 @@ class Invitations:
         self._swept = 0.0
         self.expired = 0  # invitations this process marked expired
 
-    def _write(self, sql, args):
+    def _write(self, sql, args, what="record the invitation"):
+        """One statement in its own transaction; the rows it changed."""
         with self.lock:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
-                self.conn.execute(sql, args)
+                n = self.conn.execute(sql, args).rowcount
                 self.conn.execute("COMMIT")
             except sqlite3.Error as err:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
-                raise StorageError("cannot record the invitation: %s" % err) from err
+                raise StorageError("cannot %s: %s" % (what, err)) from err
+        return n
 
     def open(self, window, cases, timeout_s=None):
         window = _text(window, "window", required=True)
@@ -151,19 +153,9 @@ class Invitations:
         device's own clock (it counts the timeout from when the invite
         arrived) and a late unrated event on a slow line."""
         now = time.time() if now is None else now
-        grace = self.cfg.device.expire_grace_s
-        with self.lock:
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                n = self.conn.execute(
-                    "UPDATE invitations SET state = 'expired', closed_at = ?"
-                    " WHERE state = 'open' AND event_id IS NULL AND created_at + timeout_s + ? < ?",
-                    (now, grace, now)).rowcount
-                self.conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise StorageError("cannot expire invitations: %s" % err) from err
+        n = self._write("UPDATE invitations SET state = 'expired', closed_at = ?"
+                        " WHERE state = 'open' AND event_id IS NULL AND created_at + timeout_s + ? < ?",
+                        (now, self.cfg.device.expire_grace_s, now), what="expire invitations")
         self.expired += n
         if n:
             log.info("%d invitation(s) expired with no answer", n)
