@@ -31,6 +31,30 @@ def test_failed_migration_leaves_nothing(tmp_path, monkeypatch):
     assert conn.execute("SELECT count(*) FROM migrations WHERE name = '9999-bad'").fetchone()[0] == 0
 
 
+def test_open_invitations_indexed_by_time_after_migration(tmp_path, monkeypatch):
+    """0005 re-keys invitations_open on a database made before it: the open
+    rows stay indexed (by created_at), closing one leaves the index, and the
+    expiry sweep reads the index, not the table."""
+    path = tmp_path / "hall.db"
+    with monkeypatch.context() as m:
+        m.setattr(db, "MIGRATIONS", [x for x in db.MIGRATIONS if x[0] < "0005"])
+        conn = db.open_db(path)
+    conn.executemany("INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s, created_at)"
+                     " VALUES (?, 'W1', 'D1', 'S1', '[]', 60, ?)", [("I%d" % i, 100.0 + i) for i in range(5)])
+    conn.close()
+    conn = db.open_db(path)
+    assert "0005-invitations-open-by-time" in {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'invitations_open'").fetchone()[0]
+    assert "(created_at)" in sql and "state = 'open'" in sql
+    conn.execute("UPDATE invitations SET state = 'rated' WHERE id = 'I2'")
+    open_ids = [r[0] for r in conn.execute("SELECT id FROM invitations INDEXED BY invitations_open"
+                                           " WHERE state = 'open' ORDER BY created_at")]
+    assert open_ids == ["I0", "I1", "I3", "I4"]
+    plan = conn.execute("EXPLAIN QUERY PLAN UPDATE invitations SET state = 'expired', closed_at = 1"
+                        " WHERE state = 'open' AND event_id IS NULL AND created_at + timeout_s + 60 < 5").fetchall()
+    assert any("invitations_open" in row[-1] for row in plan), plan
+
+
 def test_session_counter_persists(tmp_path):
     path = tmp_path / "hall.db"
     conn = db.open_db(path)
