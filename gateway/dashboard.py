@@ -144,7 +144,7 @@ class Dashboard(threading.Thread):
                  "frames": sum(d.frames for d in devs), "devices": len(devs),
                  "online": sum(1 for d in devs if d.online), "forwarders": fws,
                  "outbox": {t["name"]: t for t in snap.get("upstream", {}).get("targets", [])},
-                 "alerts": snap.get("alerts", [])}
+                 "alerts": snap.get("alerts", []), "invitations_expired": gw.invitations.expired}
         return Raw(_metrics.render(facts, self.metrics.ack_latency), _metrics.CONTENT_TYPE)
 
     # --- the thread --------------------------------------------------------

@@ -24,6 +24,7 @@ one bisect per event.
     hcp_forwarder_rate{target}               records delivered per second (last ~5 s)
     hcp_forwarder_connected{target}          1 if the link is up
     hcp_alerts_active{rule}                  active alerts per rule
+    hcp_invitations_expired_total            invitations no answer came for (timeout + grace)
 """
 
 import bisect
@@ -148,6 +149,9 @@ def render(facts, histogram):
     d.metric("hcp_commit_queue", "gauge", "Items waiting for the commit thread.", [(None, facts.get("queued", 0))])
     d.metric("hcp_storage_alarm", "gauge", "1 while the database refuses writes.",
              [(None, 1 if facts.get("alarm") else 0)])
+    d.metric("hcp_invitations_expired_total", "counter",
+             "Invitations no device answer came for within their timeout and the grace.",
+             [(None, facts.get("invitations_expired", 0))])
     d.metric("hcp_devices", "gauge", "Devices known to the gateway.", [(None, facts.get("devices", 0))])
     d.metric("hcp_devices_online", "gauge", "Devices online (heard within their heartbeats).",
              [(None, facts.get("online", 0))])

@@ -58,7 +58,7 @@ def test_histogram_buckets_are_cumulative_and_quantiles_estimate():
 def test_render_escapes_labels_and_types_every_family():
     facts = {"ingest": {"events": 7, "duplicates": 2, "batches": 3, "failed_batches": 1, "dropped": 0},
              "queued": 4, "alarm": {"since": 1, "error": "x"}, "rejected": {"badtag": 5},
-             "frames": 40, "devices": 3, "online": 2,
+             "frames": 40, "devices": 3, "online": 2, "invitations_expired": 6,
              "forwarders": {'we"ird\\name': {"backlog": 11, "delivered": 100, "sent": 120, "rejected": 1,
                                               "errors": 6, "rate": 12.5, "connected": True}},
              "outbox": {'we"ird\\name': {"pending": 9, "oldest_pending_age_s": 130.0, "rejected": 1}},
@@ -73,6 +73,7 @@ def test_render_escapes_labels_and_types_every_family():
     assert got[("hcp_storage_alarm", "")] == 1
     assert got[("hcp_commit_batches_total", 'result="failed"')] == 1
     assert got[("hcp_devices_online", "")] == 2 and got[("hcp_devices", "")] == 3
+    assert got[("hcp_invitations_expired_total", "")] == 6
     assert got[("hcp_outbox_pending", t)] == 9  # the outbox's own count first
     assert got[("hcp_outbox_oldest_pending_age_seconds", t)] == 130.0
     assert got[("hcp_forwarder_delivered_total", t)] == 100
@@ -120,7 +121,7 @@ def test_metrics_of_a_running_gateway(hall):
     assert got[("hcp_ack_latency_seconds_count", "")] == 4
     assert got[("hcp_ack_latency_seconds_bucket", 'le="+Inf"')] == 4
     assert 0 < got[("hcp_ack_latency_seconds_sum", "")] < 4 * 0.5
-    assert got[("hcp_devices_online", "")] == 2
+    assert got[("hcp_devices_online", "")] == 2 and got[("hcp_invitations_expired_total", "")] == 0
     assert got[("hcp_frames_total", "")] == sum(d.frames for d in hall.gw.registry.all()) >= 8
     assert got[("hcp_forwarder_connected", 'target="prov"')] == 0  # nothing listens there
     assert got[("hcp_outbox_oldest_pending_age_seconds", 'target="prov"')] > 0
