@@ -258,7 +258,8 @@ class Dashboard(threading.Thread):
             moved += (st.get("delivered") or 0) + (st.get("rejected") or 0)
         events = self.gw.committer.stats["events"]
         fig = dict(self._month.get((events, month), now, month))
-        fig.update(self._day.get((events, day_start, moved), now, day_start))
+        expired = self.gw.invitations.expired  # today's "no answer" moved
+        fig.update(self._day.get((events, day_start, moved, expired), now, day_start))
         fig["at"], fig["day_at"] = min(self._month.at, self._day.at), self._day.at
         return fig
 
@@ -291,6 +292,10 @@ def read_day(c, day_start, p):
     """Today's figures, the outbox and the devices' last ratings."""
     labels = dict(p["reasons"])
     today = _today(c, day_start)
+    # Invitations no answer came for (the device was off, or never got it).
+    today["expired"] = c.execute(
+        "SELECT count(*) FROM invitations WHERE created_at >= ? AND created_at < ? AND state = 'expired'",
+        (day_start, day_start + 86400)).fetchone()[0]
     bad_today = [
         {"event_id": eid, "at": at, "device_id": dev, "window": win, "staff_id": staff,
          "score": score, "codes": [x for x in (reasons or "").split(",") if x],

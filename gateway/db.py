@@ -130,6 +130,13 @@ MIGRATIONS = [
         "DROP INDEX invitations_open",
         "CREATE INDEX invitations_open ON invitations (created_at) WHERE state = 'open'",
     ]),
+    ("0006-invitations-by-time", [
+        # Today's invitations by state (status, the dashboard's "no answer")
+        # without reading the whole table. created_at never changes, and a new
+        # invitation's entry goes at the right edge: one page per insert,
+        # nothing when the commit thread closes an invitation.
+        "CREATE INDEX invitations_created ON invitations (created_at)",
+    ]),
 ]
 
 

@@ -4,6 +4,7 @@ the chart series, tiles, outbox depth per device, alerts; the static files
 need no token and nothing else leaks without one."""
 
 import sqlite3
+import time
 
 from support.gwfixtures import connect, invite, pair
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
@@ -32,11 +33,17 @@ def test_dashboard_figures(hall):
     d1.press(3)
     _rate(hall, d1, "A01", "P-5", 2, ["R8"])
     events = 6
+    # An invitation d1 never answers: expired (the sweep itself is tested in
+    # test_gateway_invitations), counted as "no answer" today, not as invited.
+    hall.gw.cfg.device.expire_grace_s = 0
+    invite(hall, d1, "A01", ["P-6"], timeout_s=1)
+    d1.invitation = None
+    assert hall.gw.invitations.expire(now=time.time() + 5) == 1
 
     def caught_up(s):  # today's figures follow within ~1 s, the month's within ~2 s
         month = [r for r in s.get("month_figures", {}).get("rows", []) if r["level"] == "department"]
         return s if (s.get("gateway", {}).get("events") == events and s["today"]["rows"][0]["rated"] == 4
-                     and month and month[0]["rated"] == 4) else None
+                     and month and month[0]["rated"] == 4 and s["today"]["expired"] == 1) else None
 
     snap = wait_for(lambda: caught_up(api(hall.port, "GET", "/api/dashboard")[1]), timeout=6,
                     what="dashboard figures")

@@ -161,6 +161,15 @@ def test_dashboard_in_chromium(tmp_path, browser):
                                    timeout=WAIT_MS)
             assert page.evaluate("window.__no_reload") == "still here"
 
+            # An invitation nobody answers shows in today's "no answer" (无应答).
+            assert page.inner_text("[data-total='expired'] b") == "0"
+            gw.gw.cfg.device.expire_grace_s = 0
+            fleet.do(lambda: (invite(gw, devs["B01"], "B01", ["P-7"], timeout_s=1),
+                              setattr(devs["B01"], "invitation", None)))
+            assert gw.gw.invitations.expire(now=time.time() + 5) == 1
+            page.wait_for_function("document.querySelector(\"[data-total='expired'] b\").innerText === '1'",
+                                   timeout=WAIT_MS)
+
             # Upstream: the dead target's backlog is shown.
             pending = int(page.inner_text("#targets [data-target='prov'] dd[data-col='pending']"))
             assert pending == 6

@@ -55,6 +55,17 @@ def test_open_invitations_indexed_by_time_after_migration(tmp_path, monkeypatch)
     assert any("invitations_open" in row[-1] for row in plan), plan
 
 
+def test_todays_invitations_read_through_the_time_index(tmp_path):
+    conn = db.open_db(tmp_path / "hall.db")
+    conn.executemany("INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s, created_at,"
+                     " state) VALUES (?, 'W1', 'D1', 'S1', '[]', 60, ?, ?)",
+                     [("I%d" % i, 100.0 + i, ("open", "expired", "rated")[i % 3]) for i in range(9)])
+    q = "SELECT state, count(*) FROM invitations WHERE created_at >= ? GROUP BY state"
+    assert dict(conn.execute(q, (104.0,)).fetchall()) == {"open": 1, "expired": 2, "rated": 2}
+    plan = conn.execute("EXPLAIN QUERY PLAN " + q, (104.0,)).fetchall()
+    assert any("invitations_created" in row[-1] for row in plan), plan
+
+
 def test_session_counter_persists(tmp_path):
     path = tmp_path / "hall.db"
     conn = db.open_db(path)

@@ -193,7 +193,7 @@ function renderStats(d) {
     [label + " 评价", t.rated, "rated"], ["好评", t.good, "good"], ["差评", t.bad, "bad"],
     ["满意率", pct(t.satisfaction_rate), "satisfaction"], ["覆盖率", pct(t.coverage), "coverage"],
     ["未评价", t.unrated, "unrated"], ["主动按键", t.uninvited, "uninvited"],
-  ].map(([k, v, c]) => '<div class="total" data-total="' + c + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
+  ].concat(view.period === "today" ? [["无应答", d.today.expired || 0, "expired"]] : []).map(([k, v, c]) => '<div class="total" data-total="' + c + '"><b>' + esc(v) + "</b><span>" + esc(k) + "</span></div>").join("");
   $("#by-window").innerHTML = statsTable(d, rows.filter((r) => r.level === "window"), "window");
   $("#by-staff").innerHTML = statsTable(d, rows.filter((r) => r.level === "staff"), "staff");
 }
