@@ -40,8 +40,8 @@ import threading
 import time
 
 from gateway import alerts as _alerts
+from gateway import invitations, outbox, report
 from gateway import metrics as _metrics
-from gateway import outbox, report
 from gateway.errors import GatewayError
 
 log = logging.getLogger("hcp.gateway.dashboard")
@@ -81,13 +81,6 @@ def static(path):
             return Raw(f.read(), _TYPES[name.rsplit(".", 1)[1]])
     except OSError:
         return None
-
-
-def local_day(now, tz_min):
-    """(start of the local day, 'YYYY-MM') for Unix time `now`."""
-    off = tz_min * 60
-    start = (now + off) // 86400 * 86400 - off
-    return start, time.strftime("%Y-%m", time.gmtime(now + off))
 
 
 class Dashboard(threading.Thread):
@@ -191,7 +184,7 @@ class Dashboard(threading.Thread):
     def compute(self, now):
         gw, cfg = self.gw, self.gw.cfg
         tz_min = cfg.hall.tz_offset_min
-        day_start, month = local_day(now, tz_min)
+        day_start, month = report.local_day(now, tz_min)
         fig = self._figures_for(now, day_start, month)
         devices = sorted(gw.registry.all(), key=lambda d: d.device_id)
         names = {}
@@ -293,9 +286,7 @@ def read_day(c, day_start, p):
     labels = dict(p["reasons"])
     today = _today(c, day_start)
     # Invitations no answer came for (the device was off, or never got it).
-    today["expired"] = c.execute(
-        "SELECT count(*) FROM invitations WHERE created_at >= ? AND created_at < ? AND state = 'expired'",
-        (day_start, day_start + 86400)).fetchone()[0]
+    today["expired"] = invitations.by_state(c, day_start, day_start + 86400).get("expired", 0)
     bad_today = [
         {"event_id": eid, "at": at, "device_id": dev, "window": win, "staff_id": staff,
          "score": score, "codes": [x for x in (reasons or "").split(",") if x],

@@ -23,6 +23,7 @@ import threading
 import time
 
 from gateway.errors import DeviceNotConnected, InvalidRequest, NotFound, StorageError
+from gateway.report import local_day
 
 log = logging.getLogger("hcp.gateway.invitations")
 
@@ -63,6 +64,15 @@ def check_cases(cases):
         seen.add(case["projectNo"])
         out.append(case)
     return out
+
+
+BY_STATE = "SELECT state, count(*) FROM invitations WHERE created_at >= ? AND created_at < ? GROUP BY state"
+
+
+def by_state(conn, start, end):
+    """{state: number} of the invitations opened in [start, end) (through the
+    created_at index: today's rows only)."""
+    return dict(conn.execute(BY_STATE, (start, end)).fetchall())
 
 
 class Invitations:
@@ -172,12 +182,9 @@ class Invitations:
     def counts(self, now=None):
         """{state: number} of the invitations opened since the hall's midnight."""
         now = time.time() if now is None else now
-        off = self.cfg.hall.tz_offset_min * 60
-        midnight = (now + off) // 86400 * 86400 - off
+        midnight, _ = local_day(now, self.cfg.hall.tz_offset_min)
         with self.lock:
-            rows = self.conn.execute("SELECT state, count(*) FROM invitations WHERE created_at >= ?"
-                                     " GROUP BY state", (midnight,)).fetchall()
-        return dict(rows)
+            return by_state(self.conn, midnight, midnight + 86400)
 
     def refused(self, inv_id, code, detail):
         """The device refused the invite (error frame answering it)."""

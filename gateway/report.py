@@ -17,12 +17,20 @@ China). The press time is the corrected `press_time`, else the receive time.
 import calendar
 import datetime
 import statistics
+import time
 from collections import Counter, defaultdict
 
 LEVELS = (5, 4, 3, 2, 1)
 LEVEL_NAMES = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
 BAD_SHARE_LIMIT = 0.05
 BAD_PER_YEAR_LIMIT = 2
+
+
+def local_day(now, tz_min=480):
+    """(start of the local day, 'YYYY-MM') for Unix time `now`."""
+    off = tz_min * 60
+    start = (now + off) // 86400 * 86400 - off
+    return start, time.strftime("%Y-%m", time.gmtime(now + off))
 
 
 def month_bounds(month, tz_min=480):

@@ -167,6 +167,7 @@ class Gateway:
     def _every_second(self):
         self.router.resend_due()  # unconfirmed commands to devices
         self.invitations.expire_due()  # invitations nobody will answer
+
     def set_storage_cap(self, max_size_mb):
         """Cap the database size now (MB; 0 lifts the cap). A cap at or below
         the current size is a full disk: ACKs stop and the alarm rises, and

@@ -4,7 +4,7 @@ and the outbox's exactly-once queueing, on real SQLite files."""
 import json
 import sqlite3
 
-from gateway import db, outbox
+from gateway import db, invitations, outbox
 
 
 def test_open_migrates_once_and_records_it(tmp_path):
@@ -60,9 +60,9 @@ def test_todays_invitations_read_through_the_time_index(tmp_path):
     conn.executemany("INSERT INTO invitations (id, window, device_id, staff_id, cases, timeout_s, created_at,"
                      " state) VALUES (?, 'W1', 'D1', 'S1', '[]', 60, ?, ?)",
                      [("I%d" % i, 100.0 + i, ("open", "expired", "rated")[i % 3]) for i in range(9)])
-    q = "SELECT state, count(*) FROM invitations WHERE created_at >= ? GROUP BY state"
-    assert dict(conn.execute(q, (104.0,)).fetchall()) == {"open": 1, "expired": 2, "rated": 2}
-    plan = conn.execute("EXPLAIN QUERY PLAN " + q, (104.0,)).fetchall()
+    assert invitations.by_state(conn, 104.0, 200.0) == {"open": 1, "expired": 2, "rated": 2}
+    assert invitations.by_state(conn, 101.0, 104.0) == {"expired": 1, "rated": 1, "open": 1}
+    plan = conn.execute("EXPLAIN QUERY PLAN " + invitations.BY_STATE, (104.0, 200.0)).fetchall()
     assert any("invitations_created" in row[-1] for row in plan), plan
 
 
