@@ -158,3 +158,16 @@ def flat_row(row):
             v = " ".join("%s×%d" % kv for kv in v.items())
         out.append("" if v is None else v)
     return out
+
+
+# Staff ids, windows and reason codes come from devices and pairing requests:
+# a spreadsheet must never read them as a formula (CSV injection, OWASP).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v):
+    """A text cell that a spreadsheet would take for a formula (it starts with
+    = + - @ TAB or CR) gets a leading single quote; numbers stay numbers."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
+        return "'" + v
+    return v

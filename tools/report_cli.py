@@ -49,11 +49,11 @@ def monthly(month, db_path, fmt, out, dept, tz_min):
         w = csv.writer(f)
         w.writerow([zh for _, zh in rep.COLUMNS])
         for row in data["rows"]:
-            w.writerow(rep.flat_row(row))
+            w.writerow([rep.csv_cell(v) for v in rep.flat_row(row)])
         w.writerow([])
         w.writerow(["规则", "对象", "数值", "说明"])
         for b in data["breaches"]:
-            w.writerow([b["rule"], b.get("staff") or b.get("window"), b["value"], b["text"]])
+            w.writerow([rep.csv_cell(v) for v in _breach_row(b)])
         if out:
             f.close()
     else:
@@ -65,23 +65,41 @@ def monthly(month, db_path, fmt, out, dept, tz_min):
                    err=True)
 
 
+def _breach_row(b):
+    return [b["rule"], b.get("staff") or b.get("window"), b["value"], b["text"]]
+
+
+def _cell(ws, r, c, v, fmt=None):
+    """Text is written as text: never a formula, a link or a number, whatever
+    it starts with (staff ids and windows come from devices and pairing)."""
+    if v is None or v == "":
+        ws.write_blank(r, c, None, fmt)
+    elif isinstance(v, str):
+        ws.write_string(r, c, v, fmt)
+    else:
+        ws.write_number(r, c, v, fmt)
+
+
 def _xlsx(data, out):
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(out)
+    # The options too: no write() call may turn a string into a formula or a link.
+    wb = xlsxwriter.Workbook(out, {"strings_to_formulas": False, "strings_to_urls": False,
+                                   "strings_to_numbers": False})
     head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1})
     pct = wb.add_format({"num_format": "0.0%"})
     ws = wb.add_worksheet("评价数据统计表")
     for c, (_, zh) in enumerate(rep.COLUMNS):
-        ws.write(0, c, zh, head)
+        _cell(ws, 0, c, zh, head)
     for r, row in enumerate(data["rows"], 1):
         for c, v in enumerate(rep.flat_row(row)):
             key = rep.COLUMNS[c][0]
-            ws.write(r, c, v, pct if key in ("satisfaction_rate", "coverage") and v != "" else None)
+            _cell(ws, r, c, v, pct if key in ("satisfaction_rate", "coverage") and v != "" else None)
     ws.freeze_panes(1, 0)
     ws2 = wb.add_worksheet("规则提示")
     for c, h in enumerate(["规则", "对象", "数值", "说明"]):
-        ws2.write(0, c, h, head)
+        _cell(ws2, 0, c, h, head)
     for r, b in enumerate(data["breaches"], 1):
-        ws2.write_row(r, 0, [b["rule"], b.get("staff") or b.get("window"), b["value"], b["text"]])
+        for c, v in enumerate(_breach_row(b)):
+            _cell(ws2, r, c, v)
     wb.close()
