@@ -10,7 +10,10 @@ A device's flash holds two kinds of files:
 
 `code.json` lists the code files with their SHA-256; a flash writes each file
 atomically (temp + rename), removes code files of the previous flash that the
-new one no longer has, and reads every file back to check its hash. The
+new one no longer has, and reads every file back to check its hash. The old
+`code.json` is not trusted (anyone may have written it): only the names this
+tool writes, as regular files inside the directory with no symlink on the
+way, are removed; other entries are ignored with a note. The
 `sim` board's flash is a directory (`--dir`); real boards are reached with
 mpremote over their USB serial port (`--port`).
 """
@@ -171,15 +174,26 @@ def install(bundle, files, target, progress=None):
     say = progress or (lambda msg: None)
     target = pathlib.Path(target)
     old = _read_manifest(target / MANIFEST)
+    # The new manifest's names are ours (we built them), but the target's
+    # folders are not: none may lead out of it through a symlink.
+    for rel in sorted(files):
+        if not _stays_inside(target, rel):
+            raise FlashError("%s in %s leads outside it (a symlink?): not flashing into it"
+                             % (rel.split("/")[0], target))
     for i, rel in enumerate(sorted(files), 1):
         _atomic_copy(pathlib.Path(bundle) / rel, target / rel)
         say("copy    %2d/%d %s" % (i, len(files), rel))
     for rel in sorted(set(old) - set(files)):
+        if not _removable(target, rel):
+            say("ignore  %r in the old %s (not a code file this tool writes)" % (rel, MANIFEST))
+            continue
         try:
             (target / rel).unlink()
             say("remove  %s (no longer part of the firmware)" % rel)
         except FileNotFoundError:
             pass
+        except OSError as err:
+            say("ignore  %r in the old %s (cannot remove: %s)" % (rel, MANIFEST, err.strerror or err))
     for rel, digest in files.items():
         got = hashlib.sha256((target / rel).read_bytes()).hexdigest()
         if got != digest:
@@ -190,10 +204,41 @@ def install(bundle, files, target, progress=None):
 
 
 def _read_manifest(path):
+    """The old manifest's paths (a set of str), whatever is in the file: it
+    lives on the device and anyone may have written it. Not JSON, not an
+    object: empty."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    return {k for k in data if isinstance(k, str)}
+
+
+# Every path this tool can have written (sources() and build()): a file of
+# the top level, or a module of one package, with plain names. Relative and
+# normalised by construction: no "..", ".", "//", "\\", leading "/".
+_CODE_FILE = re.compile(r"(main\.py|board\.json|(%s)/[A-Za-z0-9_]+\.(mpy|py))" % "|".join(PACKAGES))
+
+
+def _stays_inside(target, rel):
+    """rel's folder, symlinks resolved, is that folder of target itself."""
+    parent = (target / rel).parent
+    try:
+        return parent.resolve() == target.resolve() / pathlib.PurePosixPath(rel).parent
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _removable(target, rel):
+    """An old manifest's entry may be removed only if it names a code file
+    this tool writes, as a regular file reached without a symlink."""
+    if not _CODE_FILE.fullmatch(rel):
+        return False
+    if not _stays_inside(target, rel):
+        return False
+    return not (target / rel).is_symlink()
 
 
 def check_vm_version():
