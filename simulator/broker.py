@@ -31,7 +31,8 @@ def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError("broker exited with status %s before listening" % proc.returncode)
+            raise RuntimeError("the process exited with status %s before listening on %s:%d"
+                               % (proc.returncode, host, port))
         try:
             with socket.create_connection((host, port), timeout=0.2):
                 return
@@ -91,9 +92,10 @@ class BrokerProcess:
         return [mosquitto_path(), "-c", conf]
 
     def start(self, timeout=15.0):
+        from simulator.procs import popen  # procs imports this module
+
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = popen(self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_port(self.port, timeout=timeout, proc=self.proc)
         return self
 

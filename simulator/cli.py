@@ -1,4 +1,7 @@
-"""`hcp sim`: simulated halls of real-firmware evaluators."""
+"""`hcp sim`: simulated halls of real-firmware evaluators; `hcp demo`.
+
+Both run until done or stopped: Ctrl-C, SIGTERM or SIGHUP stop every process
+they started (`procs.stop_on_signals`), within seconds."""
 
 import json
 import sys
@@ -6,6 +9,7 @@ import sys
 import click
 
 from simulator import fleet as _fleet
+from simulator import procs
 from simulator.hall import DEFAULT_HEAP
 
 
@@ -56,12 +60,13 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
         click.echo("[sim] " + msg, err=True)
 
     try:
-        report = _fleet.run(devices=devices, ratings=ratings, seed=seed, faults=faults, noise_rate=noise_rate,
-                            workdir=workdir, progress=progress, broker=broker, max_s=max_seconds,
-                            heap=heap, fast=fast)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        with procs.stop_on_signals():
+            report = _fleet.run(devices=devices, ratings=ratings, seed=seed, faults=faults,
+                                noise_rate=noise_rate, workdir=workdir, progress=progress, broker=broker,
+                                max_s=max_seconds, heap=heap, fast=fast)
+    except KeyboardInterrupt as stopped:
+        click.echo("interrupted (%s)" % procs.signal_name(stopped), err=True)
+        sys.exit(128 + getattr(stopped, "signum", 2))
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
@@ -74,9 +79,18 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
 @click.option("--devices", default=4, show_default=True, type=click.IntRange(1, 32), help="Evaluators in the demo hall.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where the demo keeps its files (default var/demo-<time>).")
 @click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="MicroPython heap of every evaluator (-X heapsize).")
-def demo(seconds, devices, workdir, heap):
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="Port of the dashboard and API (default: 8780, or any free port when 8780 is taken).")
+def demo(seconds, devices, workdir, heap, port):
     """The whole system out of the box: an embedded MQTT broker, the hall
     gateway, and simulated evaluators (the real firmware) rated at a human pace."""
     from simulator import demo as _demo
 
-    _demo.run(seconds=seconds, devices=devices, workdir=workdir, say=click.echo, heap=heap)
+    try:
+        with procs.stop_on_signals():
+            _demo.run(seconds=seconds, devices=devices, workdir=workdir, say=click.echo, heap=heap, port=port)
+    except KeyboardInterrupt:  # a stop signal before the demo could say so itself
+        pass
+    except _demo.DemoError as err:  # one line, not a traceback
+        click.echo("hcp demo: %s" % err, err=True)
+        sys.exit(1)

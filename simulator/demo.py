@@ -4,7 +4,9 @@ An embedded MQTT broker (amqtt), the hall gateway, a handful of evaluators
 running the real firmware on the MicroPython VM, citizens and clerks at a
 human pace, and an upstream platform stand-in that records what arrives.
 It prints where to look, a line of figures every few seconds, and stops
-cleanly on Ctrl-C (or by itself after --seconds)."""
+cleanly on Ctrl-C or SIGTERM (or by itself after --seconds): `hcp demo` runs
+under `procs.stop_on_signals()`, and the hall's stop is shielded from a
+second signal (simulator/procs.py)."""
 
 import datetime
 import pathlib
@@ -12,9 +14,13 @@ import random
 import threading
 import time
 
-from simulator import upstream
+from simulator import procs, upstream
 from simulator.fleet import Actor
 from simulator.hall import SimHall
+
+
+class DemoError(RuntimeError):
+    """The demo could not run (its message is one line: what and why)."""
 
 
 def _port_or_any(port):
@@ -29,18 +35,25 @@ def _port_or_any(port):
             return None
 
 
-def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap=None):
+def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap=None, port=None):
+    """Run the demo hall until `seconds` have passed or Ctrl-C / SIGTERM.
+    port: the dashboard's; None is 8780 when free, else any free port.
+    A hall that cannot start raises DemoError, everything it had started
+    stopped again."""
     if workdir is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         workdir = pathlib.Path("var") / ("demo-" + stamp)
     workdir = pathlib.Path(workdir).resolve()
     seed = seed if seed is not None else int(time.time())
     hall = SimHall(workdir, devices=devices, seed=seed, broker="amqtt", invite_timeout_s=15, heartbeat_s=5,
-                   http_port=_port_or_any(8780), heap=heap)
+                   http_port=port or _port_or_any(8780), heap=heap)
     stop = threading.Event()
     try:
         say("starting a hall of %d evaluators in %s ..." % (devices, workdir))
-        hall.start(progress=lambda m: say("  " + m))
+        try:
+            hall.start(progress=lambda m: say("  " + m))
+        except (RuntimeError, OSError) as err:  # HallError, procs.ProcessError, FlashError, a port...
+            raise DemoError("the hall did not start: %s" % procs.one_line(err)) from err
         hall.reason_codes = [c for c, _ in hall.reasons()]
         say("")
         say("The hall is running. Where to look:")
@@ -72,10 +85,11 @@ def run(seconds=None, devices=4, workdir=None, say=print, seed=None, heap=None):
                 say("[%3.0f s] invitations %d, thanked %d, uninvited presses %d, upstream records %d (unique %d)"
                     % (time.monotonic() - t0, len(ledger), sum(1 for a in ledger if a.thanked),
                        counts.get("uninvited", 0), s.get("received", 0), s.get("unique", 0)))
-    except KeyboardInterrupt:
-        say("\nstopping (Ctrl-C) ...")
+    except KeyboardInterrupt as stopped:
+        say("\nstopping (%s) ..." % procs.signal_name(stopped))
     finally:
         stop.set()
-        hall.stop()
+        with procs.shielded():  # a second Ctrl-C must not leave half the hall running
+            hall.stop()
     say("stopped. Everything the demo wrote is in %s" % workdir)
     return workdir

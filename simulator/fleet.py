@@ -16,7 +16,7 @@ import random
 import threading
 import time
 
-from simulator import invariants, upstream
+from simulator import invariants, procs, upstream
 from simulator.device import SimDeviceError
 from simulator.hall import SimHall, noise_counts
 
@@ -255,14 +255,14 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
     else:
         hall = SimHall(workdir, devices=devices, seed=seed, broker=broker, heap=heap)
     t0 = time.monotonic()
+    stop, fault_stop = threading.Event(), threading.Event()
     try:
         hall.start(progress=say)
         hall.reason_codes = [code for code, _ in hall.reasons()]
-        ledger, counts, stop = [], {"lock": threading.Lock()}, threading.Event()
+        ledger, counts = [], {"lock": threading.Lock()}
         quotas = [ratings // devices + (1 if i < ratings % devices else 0) for i in range(devices)]
         actors = [Actor(hall, w, q, random.Random(rng.random()), ledger, counts, stop)
                   for w, q in zip(hall.windows, quotas, strict=True)]
-        fault_stop = threading.Event()
         injector = threading.Thread(target=_inject, args=(hall, list(faults), random.Random(rng.random()),
                                                            fault_stop, noise_rate, say), daemon=True)
         for a in actors:
@@ -316,6 +316,12 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
                             and counters.get("drained") and not report["actor_errors"])
         return report
     finally:
-        hall.stop()
-        if tmp is not None:
-            tmp.cleanup()
+        # Stopped early too (Ctrl-C, SIGTERM: simulator/procs.py): actors and
+        # faults first, so that no fault restarts what the hall stops; then
+        # the hall, to its end even if another signal comes.
+        stop.set()
+        fault_stop.set()
+        with procs.shielded():
+            hall.stop()
+            if tmp is not None:
+                tmp.cleanup()
