@@ -35,6 +35,9 @@ FALLBACK_REASONS = [
 FALLBACK_REASONS_VERSION = "fallback-1"
 
 UPSTREAM_KINDS = ("mqtt", "http")
+# [database] max_size_mb and POST /api/storage: a cap SQLite can hold
+# (max_page_count is a u32 count of pages, 512 bytes at the smallest).
+MAX_SIZE_MB = 1_000_000
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9_./-]{1,64}$")
 
@@ -322,7 +325,7 @@ def parse(data, path="<config>"):
     retention = c.get(d, "database", "retention_days", float, None,
                       check=lambda v: v >= 0, why="must be >= 0 days")
     max_size = c.get(d, "database", "max_size_mb", float, 0.0,
-                     check=lambda v: v >= 0, why="must be >= 0 (0 = no cap)")
+                     check=lambda v: 0 <= v <= MAX_SIZE_MB, why="must be 0..%d MB (0 = no cap)" % MAX_SIZE_MB)
     if os.path.isdir(db_path):
         c.err("database.path", "is a directory: %s" % db_path)
     elif not os.path.isdir(os.path.dirname(db_path)):

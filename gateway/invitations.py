@@ -23,27 +23,53 @@ import threading
 import time
 
 from gateway.errors import DeviceNotConnected, InvalidRequest, NotFound, StorageError
+from gateway.pairing import _text as _checked
 from gateway.report import local_day
+from protocol import frame as _frame
+from protocol import rx as _device_rx
+from protocol.errors import ProtocolError
+from protocol.hmac256 import TAG_LEN
 
 log = logging.getLogger("hcp.gateway.invitations")
 
 CASE_FIELDS = ("projectNo", "serviceNumber", "taskCode")
-MAX_CASES = 64  # the invite frame carries every projectNo: keep it well under 2 KB
+MAX_CASES = 64
+MAX_CASE_FIELDS = 16  # projectNo and up to 15 more, each at most 255 bytes
+_FIELD_NAME_MAX = 64
+# The invite frame must reach the device whole: its payload within the
+# frame's MAX_PAYLOAD, and the whole frame, COBS-encoded, within the device's
+# receive buffer (protocol/rx.py CAP: longer packets are dropped there). The
+# invitation id counts at the longest the device takes (firmware/orders.py
+# _MAX_INVITATION); the gateway's own ids ("INV-<session>-<n>") are far shorter.
+INVITATION_ID_MAX = 64
 
 
-def _text(v, name, required=False):
+def _wire_len(payload_len):
+    """The longest a frame with this payload can be on the line: tagged,
+    COBS-encoded with no zero byte (one code byte per 254, plus one)."""
+    n = _frame.HEADER_LEN + payload_len + TAG_LEN + _frame.CRC_LEN
+    return n + n // 254 + 1
+
+
+MAX_INVITE_PAYLOAD = max(n for n in range(_frame.MAX_PAYLOAD + 1) if _wire_len(n) <= _device_rx.CAP)
+# invitation:s, cases:S (count, then each: length + bytes), timeout_s:H
+MAX_CASES_BYTES = MAX_INVITE_PAYLOAD - (1 + INVITATION_ID_MAX) - 1 - 2
+
+
+def _text(v, name, required=False, free=False):
     if v is None or v == "":
         if required:
             raise InvalidRequest("%s is required" % name)
         return ""
-    if not isinstance(v, str) or len(v.encode()) > 255:
-        raise InvalidRequest("%s must be a string of at most 255 bytes" % name)
-    return v
+    return _checked(v, name, required=required, free=free)
 
 
 def check_cases(cases):
     """Cases as the API takes them: strings (projectNo) or objects with
-    projectNo and optional serviceNumber, taskCode and other string fields."""
+    projectNo and optional serviceNumber, taskCode and other string fields.
+    projectNo is an id (printable, no spaces but the ASCII one); the other
+    fields are free text (no control characters). Every projectNo goes to
+    the device in the invite frame: together they must fit it."""
     if not isinstance(cases, list) or not cases:
         raise InvalidRequest("cases must be a non-empty list")
     if len(cases) > MAX_CASES:
@@ -55,14 +81,22 @@ def check_cases(cases):
             c = {"projectNo": c}
         if not isinstance(c, dict):
             raise InvalidRequest("cases[%d] must be a projectNo or an object" % i)
+        if len(c) > MAX_CASE_FIELDS:
+            raise InvalidRequest("cases[%d] has %d fields, at most %d" % (i, len(c), MAX_CASE_FIELDS))
         case = {"projectNo": _text(c.get("projectNo"), "cases[%d].projectNo" % i, required=True)}
         for k, v in c.items():
             if k != "projectNo":
-                case[k] = _text(v, "cases[%d].%s" % (i, k))
+                _checked(k, "cases[%d]: a field name" % i, limit=_FIELD_NAME_MAX)
+                case[k] = _text(v, "cases[%d].%s" % (i, k), free=True)
         if case["projectNo"] in seen:
             raise InvalidRequest("cases[%d].projectNo %r appears twice" % (i, case["projectNo"]))
         seen.add(case["projectNo"])
         out.append(case)
+    need = sum(1 + len(c["projectNo"].encode()) for c in out)
+    if need > MAX_CASES_BYTES:
+        raise InvalidRequest("cases: the invite frame carries every projectNo to the device; these %d take %d bytes"
+                             " (each its length + 1), the device takes at most %d: send fewer or shorter cases"
+                             % (len(out), need, MAX_CASES_BYTES))
     return out
 
 
@@ -101,6 +135,8 @@ class Invitations:
         return n
 
     def open(self, window, cases, timeout_s=None):
+        """Check everything asked (window, cases, timeout, that the invite
+        frame fits the device), then store the invitation, then send it."""
         window = _text(window, "window", required=True)
         cases = check_cases(cases)
         if timeout_s is None:
@@ -120,9 +156,12 @@ class Invitations:
                      json.dumps(cases, ensure_ascii=False), timeout_s, now))
         try:
             self.router.send_invite(dev, inv_id, [c["projectNo"] for c in cases], timeout_s)
-        except (OSError, DeviceNotConnected) as err:
+        except (OSError, DeviceNotConnected, ProtocolError) as err:
+            # Never left open: no device will answer an invite that was not sent.
             self._write("UPDATE invitations SET state = 'undelivered', closed_at = ? WHERE id = ?",
                         (time.time(), inv_id))
+            if isinstance(err, ProtocolError):  # checked above; kept as a guard
+                raise InvalidRequest("the invitation cannot be encoded for the device: %s" % err) from err
             raise DeviceNotConnected("sending the invitation to %s failed: %s" % (dev.device_id, err)) from err
         return self.get(inv_id)
 

@@ -30,15 +30,43 @@ log = logging.getLogger("hcp.gateway.pairing")
 MAX_SLOT = 16 + 32
 
 
-def _text(v, name, required=True):
-    if not isinstance(v, str) or (required and not v) or len(v.encode()) > 255:
-        raise InvalidRequest("%s must be a non-empty string of at most 255 bytes" % name)
+_NOT_TEXT = ("Cc", "Cf", "Cs", "Zl", "Zp")  # control, format (bidi, zero-width), surrogate, line breaks
+
+
+def _text(v, name, required=True, free=False, limit=255):
+    """A text field of the API: a string of at most `limit` bytes of UTF-8
+    (255: one text field on the wire, protocol/fields.py), valid Unicode (no
+    lone surrogate, which JSON lets through). Ids (staff_id, window, a case's
+    projectNo, ...) are printable: letters, digits, marks, punctuation,
+    symbols and the ASCII space (str.isprintable), so no control character,
+    no line break, no invisible formatting and no other space. Free text
+    (free=True: a staff name, a matter's name) may also hold other spaces
+    (the ideographic one) and private-use or unassigned characters; never a
+    control or format character or a line break either."""
+    if not isinstance(v, str) or (required and not v):
+        raise InvalidRequest("%s must be a %sstring of at most %d bytes"
+                             % (name, "non-empty " if required else "", limit))
+    try:
+        n = len(v.encode())
+    except UnicodeEncodeError:
+        raise InvalidRequest("%s is not valid Unicode text (a lone surrogate)" % name) from None
+    if n > limit:
+        raise InvalidRequest("%s must be at most %d bytes of UTF-8, got %d" % (name, limit, n))
+    if not v.isprintable():
+        import unicodedata
+
+        for i, ch in enumerate(v):
+            if not ch.isprintable() and (not free or unicodedata.category(ch) in _NOT_TEXT):
+                raise InvalidRequest("%s must be printable text: U+%04X at position %d is a control, format"
+                                     " or space character" % (name, ord(ch), i))
     return v
 
 
 def check_device_id(device_id):
+    if not isinstance(device_id, str) or not device_id.isascii():
+        raise InvalidRequest("device_id must be 1..32 characters of A-Z a-z 0-9 - _")
     try:
-        check_rules({"type": "x", "device_id": device_id if isinstance(device_id, str) else ""})
+        check_rules({"type": "x", "device_id": device_id})
     except ProtocolError as err:
         raise InvalidRequest("device_id: %s" % err.detail) from err
     return device_id

@@ -174,8 +174,13 @@ class Gateway:
         lifting it recovers by itself. Runs in the commit thread, between
         batches. For admins who must keep a disk from filling, and for the
         simulator's disk-full fault."""
-        if isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float)) or max_size_mb < 0:
-            raise InvalidRequest("max_size_mb must be a number >= 0 (0: no cap)")
+        from gateway.config import MAX_SIZE_MB
+
+        # NaN fails every comparison, infinity and 1e308 the upper bound:
+        # a cap SQLite's max_page_count (pages, u32) can hold, or a 400.
+        if (isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float))
+                or not 0 <= max_size_mb <= MAX_SIZE_MB):
+            raise InvalidRequest("max_size_mb must be a number 0..%d (MB; 0: no cap)" % MAX_SIZE_MB)
         self.committer.control(lambda conn: _cap(conn, max_size_mb))
         return {"max_size_mb": max_size_mb}
 
