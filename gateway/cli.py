@@ -77,12 +77,25 @@ def init(path, force):
     """Write a commented example config to PATH (default hall.toml).
 
     It runs as is: serial ports found by glob, a fresh random API token, no
-    upstream until you add an [[upstream]] table."""
+    upstream until you add an [[upstream]] table. The file holds that token:
+    it is written 0600 (only its owner reads it), over an existing one too."""
     if os.path.exists(path) and not force:
         click.echo("%s exists; use --force to overwrite" % path, err=True)
         sys.exit(2)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(config_mod.example())
+    # Made 0600 under a temporary name, then renamed over `path`: the token is
+    # never readable by others, not even in an existing file's old mode.
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(config_mod.example())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as err:
+        raise click.ClickException("cannot write %s: %s" % (path, err.strerror or err)) from err
     click.echo("wrote %s; start the gateway with: hcp gateway run --config %s" % (path, path))
 
 
