@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 
+import pytest
 from support.gwharness import api, write_config
 from support.procs import free_port
 
@@ -188,7 +189,7 @@ def test_fleet_stops_every_child_on_sigterm_and_a_second_signal_does_not_cut_the
     try:
         cmd.wait_up(_hall_up(2, "mosquitto"))
         # The second signal lands while the first one's cleanup runs.
-        rc, kids, left, stray = cmd.stop(signal.SIGTERM, signal.SIGINT, gap=0.3)
+        rc, kids, left, stray = cmd.stop(signal.SIGTERM, signal.SIGINT, gap=0.05)
         _check_stopped(cmd, rc, kids, left, stray)
         assert rc == 128 + signal.SIGTERM, (rc, cmd.output()[-3000:])
     finally:
@@ -242,3 +243,45 @@ def test_demo_on_a_taken_port_says_why_in_one_line(tmp_path):
             assert not marked(cmd.marker), marked(cmd.marker)  # what it had started, stopped
         finally:
             cmd.cleanup()
+
+
+# How the commands are built (simulator/procs.py), in a small program of the
+# same shape, so that the second signal lands in the cleanup for certain: a
+# child the cleanup stops (shielded), and a shell with a child of its own that
+# nobody stops, for the last-resort reaper.
+PROGRAM = """
+import os, signal, subprocess, sys, time
+from simulator import procs
+try:
+    with procs.stop_on_signals(reap_grace=1.0):
+        child = None
+        try:
+            child = procs.popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            stray = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"])
+            print("up", child.pid, stray.pid, flush=True)
+            time.sleep(60)
+        finally:
+            with procs.shielded():
+                os.kill(os.getpid(), signal.SIGINT)  # a second signal, in the middle of the cleanup
+                time.sleep(0.3)
+                procs.stop_process(child, 5)
+                print("cleanup done", flush=True)
+except KeyboardInterrupt as stopped:
+    print("stopped by", procs.signal_name(stopped), flush=True)
+    sys.exit(128 + stopped.signum)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stop_signal_runs_the_whole_cleanup_and_leaves_no_descendant(tmp_path, sig):
+    cmd = Command([sys.executable, "-c", PROGRAM], tmp_path)
+    try:
+        cmd.wait_up(lambda kids: "up" in cmd.output() and _count(kids, "sleep 60") >= 3, timeout=20)
+        rc, kids, left, stray = cmd.stop(sig)
+        assert len(kids) >= 4, kids  # the python child, sh, its two sleeps
+        _check_stopped(cmd, rc, kids, left, stray)
+        out = cmd.output()
+        assert "cleanup done" in out and "stopped by %s" % sig.name in out, out
+        assert rc == 128 + sig, (rc, out)
+    finally:
+        cmd.cleanup()
