@@ -4,6 +4,11 @@
 Pure functions: no I/O, no clock. The commit thread calls `build()` inside the
 transaction that stores the event, and queues one outbox row per record and
 upstream target.
+
+What of a device's event the gateway believes, decided here too:
+- `press_time()`: when the press happened. A device clock that cannot be
+  right (before TIME_FLOOR, or more than FUTURE_TOLERANCE_S ahead of the
+  moment the gateway received the event) is not used.
 """
 
 import json
@@ -20,18 +25,41 @@ def event_id(device_id, boot, event_seq):
     return "%s:%d:%d" % (device_id, boot, event_seq)
 
 
+# A device clock before this is not a clock that was ever set right
+# (2020-01-01 00:00:00 UTC: older than this system).
+TIME_FLOOR = 1577836800
+# How far ahead of the gateway's clock at receipt a press may seem to be
+# (the gateway sets device clocks; they drift by seconds, not minutes).
+FUTURE_TOLERANCE_S = 300.0
+
+
 def press_time(device_time, uptime_ms, boot, received_at, ref):
-    """The moment of the press (Unix s) and how it was found.
+    """The moment of the press (Unix s) and how it was found: "device",
+    "uptime" or "received" (`events.time_source`).
 
     device_time: the device clock at the press (0 = never set).
+    received_at: the gateway's clock when the event arrived.
     ref: (boot, uptime_ms, gateway_time) of the device's latest hello/health,
-    or None. A device without a set clock still journals; its press time is
-    the gateway's clock at `ref` moved by the uptime difference, valid only
-    within the same boot (uptime restarts at every boot)."""
-    if device_time:
+    or None.
+
+    The device clock is used when it is plausible: not before TIME_FLOOR and
+    not more than FUTURE_TOLERANCE_S after `received_at` (a press cannot
+    happen after its event arrived; an event journaled days ago and sent
+    late keeps its time). A gateway whose own clock is before TIME_FLOOR
+    (never set) cannot judge the future: it takes any device time from
+    TIME_FLOOR on. Otherwise, as for a device whose clock was never set, the
+    press time is the gateway's clock at `ref` moved by the uptime
+    difference, valid only within the same boot (uptime restarts at every
+    boot) and itself never after `received_at` + the tolerance; else the
+    receive time. An event row whose device_time is not 0 and whose
+    time_source is not "device" is one whose device clock was refused."""
+    if device_time and device_time >= TIME_FLOOR and (
+            device_time <= received_at + FUTURE_TOLERANCE_S or received_at < TIME_FLOOR):
         return float(device_time), "device"
     if ref is not None and ref[0] == boot:
-        return ref[2] + (uptime_ms - ref[1]) / 1000.0, "uptime"
+        t = ref[2] + (uptime_ms - ref[1]) / 1000.0
+        if t <= received_at + FUTURE_TOLERANCE_S:
+            return t, "uptime"
     return received_at, "received"
 
 
