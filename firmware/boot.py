@@ -5,14 +5,13 @@
 #   3. this boot's number = max(stored, highest in journal) + 1, persisted
 #      atomically before anything can be sent or journaled: event ids
 #      (device, boot, seq) must never repeat
-#   4. identity, pairing, last config; then the device runs
+#   4. identity, key, pairing, last config; then the device runs
 #
 # main.py drops this module (and recover.py) from RAM once the device is
 # built: code that runs once should not hold heap for the device's life.
 
 import gc
 import os
-from binascii import unhexlify
 
 from firmware import store
 
@@ -82,7 +81,7 @@ def start(argv):
     screen.init(hal.width, hal.height, fbuf)
     app.screen = screen
     link.init(app)
-    link.set_key(unhexlify(d.get("key", "")))
+    link.set_key(store.key())
     app.link = link
     cfg = store.get("config")
     if cfg:

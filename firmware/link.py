@@ -8,9 +8,13 @@
 #   rounds with no frame at all from the gateway the link starts over with
 #   hello (the gateway may have lost track of the device).
 # - `health` every heartbeat, and at once when a button gets stuck or freed.
-# - With a device key every frame out is tagged, and every frame in must be
-#   tagged with it: an untagged or badly tagged frame, or a replay of an
-#   older (session, seq), is refused with `error` 2 and counted.
+# - The device key is written over the USB cable by the technician's tool
+#   (store.key()); it never travels on the link. Every frame out is tagged
+#   with it, and every frame in must be tagged with it: an untagged or
+#   badly tagged frame, or a replay of an older (session, seq), is refused
+#   with `error` 2 and counted. A device without a key only says hello (so
+#   the technician sees it) and obeys nothing: the gateway does not talk to
+#   it, and whatever else speaks on its line cannot be told from the gateway.
 #
 # Frame seq counts from 1 in each boot; the session is the boot number.
 # The link is a singleton: its state is this module's globals.
@@ -44,7 +48,7 @@ _FORGOTTEN = const(3)  # silent retransmit rounds before a new hello
 
 dev = None  # the device (firmware.app), set by init()
 seq = 0
-key = None  # protocol.hmac256.Key once paired
+key = None  # protocol.hmac256.Key once provisioned
 sent = None
 _now = 0  # receive()'s arguments, for _packet() (a closure would cost heap)
 _obey = None
@@ -126,6 +130,9 @@ def receive(chunk, n, now, obey):
 def _packet(k):
     # One packet, in rx.buf[:k].
     global bad, refused, quiet, up, t_retx
+    if key is None:
+        refused += 1  # unprovisioned: nobody here can be trusted
+        return
     try:
         msg = rx.decode(k, key)
     except FrameError:

@@ -1,8 +1,6 @@
 # What the device does with each message from the gateway (docs/link.md).
 # The link has already checked the frame, its tag and its replay order.
 
-from binascii import hexlify
-
 from firmware import journal, store
 from firmware.rating import FALLBACK
 
@@ -87,31 +85,23 @@ def _apply(dev, msg, now):
         configure(dev, cfg, now)
         return True
     elif t == "bind" or t == "unbind":
-        key = link.key.raw if link.key else b""
+        # Only ever from the gateway: the link took this frame only because
+        # it carries the tag of the device key, which never crosses the link.
         staff = window = ""
         if t == "bind":
-            key = bytes(msg["key"]) or key  # a view into protocol.rx's buffer
-            if not key:
-                link.out(0x7F, _E_ARG, msg["seq"], "no key")
-                return False
             staff = msg["staff_id"]
             window = msg["window"]
         else:
             # An open invitation closes as unrated while the binding still
-            # holds. The key stays (docs/link.md): only a tagged bind can
-            # replace it.
+            # holds.
             dev.ev.close(now)
         if staff != dev.staff_id:
             store.drop_bitmap(0)  # the card of the previous staff member
-        # On flash first: a power cut must not leave in RAM only a key that
-        # the gateway already uses.
-        store.put("pair", {"staff_id": staff, "window": window, "key": hexlify(key).decode()})
+        store.put("pair", {"staff_id": staff, "window": window})
         dev.staff_id = staff
         dev.window = window
-        link.set_key(key)
         dev.dirty = True
-        # The new binding is news for the gateway: health on the next turn,
-        # after the collect, not now while the key change churns the heap.
+        # The new binding is news for the gateway: health on the next turn.
         link.t_health = now
         return True
     return False

@@ -83,7 +83,8 @@ def draw(view, dev):
             text("Call technician", 20)
             text("unsent %d" % len(dev.journal.live), 36)
             return
-        text("NOT PAIRED", 1, -1, 0)
+        # No key: only the technician's USB cable can help (hcp tool provision).
+        text("NOT PAIRED" if dev.link.key else "NO KEY", 1, -1, 0)
         fb.text("Device ID:", 0, 14)
         did = dev.device_id
         y = 24

@@ -3,7 +3,10 @@
 #
 #   device.json   {"device_id": ...}        identity, written once
 #   boot          boot counter (decimal)    see boot.py
-#   pair.json     {"staff_id", "window", "key": hex}   binding, device key
+#   key           the device key, 64 hex digits: written by the technician's
+#                 tool over the USB cable (`hcp tool provision`), never
+#                 received over the link (docs/link.md "Keys")
+#   pair.json     {"staff_id", "window"}    binding (from the gateway's `bind`)
 #   config.json   the last `config` message from the gateway
 #   bm<slot>      a 1-bit image: u16 width, u16 height, MONO_HLSB rows
 #   board.json    optional: the board's table of boards.toml, as JSON
@@ -15,6 +18,7 @@
 import json
 import os
 import struct
+from binascii import unhexlify
 
 ROOT = "./"  # the flash directory, set at boot
 
@@ -40,6 +44,17 @@ def get(name, default=None):
 
 def put(name, obj):
     atomic(ROOT + name + ".json", json.dumps(obj))
+
+
+def key():
+    """The device key (32 bytes), or None when the device was never
+    provisioned (or its key file is damaged)."""
+    try:
+        with open(ROOT + "key") as f:
+            k = unhexlify(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return k if len(k) == 32 else None
 
 
 # Bitmaps arrive in parts (`offset`), each written straight into its file:

@@ -2,12 +2,16 @@
 (`[http] token`) on every request. Reference: gateway/README.md.
 
     GET  /api/status                      gateway status, alarm, ports, forwarders
-    GET  /api/devices                     device summaries
+    GET  /api/devices                     device summaries; "unprovisioned": devices heard on a
+                                          serial port that hold no key yet
+    POST /api/devices/<id>/key            provision: a new device key (hex) for the technician's
+                                          tool to write over USB (never over plain HTTP from
+                                          another host: 403)
     GET  /api/devices/<id>                one device
     POST /api/devices/<id>/bitmaps        {"slot", "width", "height", "data": base64, "store": true}
     GET  /api/devices/<id>/bitmaps[/<slot>]  stored slots, or one image (base64 MONO_HLSB)
     POST /api/pair                        {"device_id", "staff_id", "window", "staff_name",
-                                           "replace": false, "device_reset": false, "bitmaps": [...]}
+                                           "replace": false, "bitmaps": [...]}
     POST /api/unpair                      {"device_id"}
     GET  /api/bindings                    every binding
     GET  /api/audit?limit=N               bind/unbind/replace/refuse, newest first
@@ -252,7 +256,8 @@ def route(gw, method, parts, body, query):
             return 200, gw.dashboard.alerts()
         if p == ["devices"]:
             return 200, {"devices": [d.summary() for d in sorted(gw.registry.all(),
-                                                                 key=lambda d: d.device_id)]}
+                                                                 key=lambda d: d.device_id)],
+                         "unprovisioned": gw.registry.unprovisioned()}
         if len(p) == 2 and p[0] == "devices":
             dev = gw.registry.get(p[1])
             if dev is None:
@@ -287,9 +292,10 @@ def route(gw, method, parts, body, query):
             return 201, gw.pairing.pair(body.get("device_id"), body.get("staff_id"), body.get("window"),
                                         staff_name=body.get("staff_name", ""),
                                         replace=_flag(body, "replace"),
-                                        device_reset=_flag(body, "device_reset"),
                                         actor=str(body.get("actor", ""))[:100],
                                         bitmaps=body.get("bitmaps") or [])
+        if len(p) == 3 and p[0] == "devices" and p[2] == "key":
+            return 201, gw.pairing.provision(p[1], actor=str(body.get("actor", ""))[:100])
         if p == ["unpair"]:
             return 200, gw.pairing.unpair(body.get("device_id"), actor=str(body.get("actor", ""))[:100])
         if len(p) == 3 and p[0] == "devices" and p[2] == "bitmaps":

@@ -59,9 +59,11 @@ class Committer(threading.Thread):
     """conn: the writer connection (owned by this thread from start()).
     targets: names of the upstream targets (one outbox row each per record).
     hall: config.Hall. send_ack(dev, ids): called after each commit.
-    on_queued(): called after a commit that queued outbox rows."""
+    on_queued(): called after a commit that queued outbox rows.
+    in_batch(conn): called inside every batch's transaction, after its
+    items (the registry's replay states: gateway/registry.py)."""
 
-    def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0):
+    def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0, in_batch=None):
         super().__init__(name="hcp-commit", daemon=True)
         self.conn = conn
         self.targets = list(targets)
@@ -69,6 +71,7 @@ class Committer(threading.Thread):
         self.send_ack = send_ack
         self.on_queued = on_queued or (lambda: None)
         self.linger_s = linger_s
+        self.in_batch = in_batch
         self.q = queue.SimpleQueue()
         self._halt = threading.Event()
         self.alarm = None  # None, or {"since": ts, "error": text}
@@ -207,6 +210,8 @@ class Committer(threading.Thread):
             if events:
                 self._events(conn, events, counts, rows)
             queued = outbox.add(conn, rows) if rows else 0
+            if self.in_batch is not None:
+                self.in_batch(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as err:
             self._rollback()

@@ -67,6 +67,8 @@ class MqttIngest:
     username: str = ""
     password: str = ""
     keepalive_s: int = 30
+    client_id: str = ""  # empty: hcp-gw-<hall>-<random>, made once and kept in the database
+    tls: object = None  # None, True (system CAs) or {"ca", "cert", "key", "insecure"}, as upstreams
 
 
 @dataclasses.dataclass
@@ -179,6 +181,44 @@ class _Checker:
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false"}
 
 
+def _tls_paths(tls, base):
+    """Certificate paths of a `tls` table are relative to the config file,
+    like the database's."""
+    if not isinstance(tls, dict):
+        return tls
+    return {k: (os.path.join(base, v) if k in ("ca", "cert", "key") and isinstance(v, str) and v
+                and not os.path.isabs(v) else v) for k, v in tls.items()}
+
+
+def _tls(c, tls, prefix, base):
+    """`[mqtt] tls` as the forwarders take theirs: true, or {ca, cert, key, insecure}."""
+    tls = _tls_paths(tls, base)
+    from gateway.forward_common import Checker
+
+    checker = Checker({"tls": tls}, prefix)
+    checker.tls()
+    c.errors.extend(checker.errors)
+    return tls or None
+
+
+def secret(c, data, prefix, key, base):
+    """`key` inline, or `key_file` (a path relative to the config file whose
+    first line is the secret: keeps it out of a config that is shared)."""
+    inline = c.get(data, prefix, key, str, "")
+    path = c.get(data, prefix, key + "_file", str, "")
+    if inline and path:
+        c.err("%s.%s_file" % (prefix, key), "give %s or %s_file, not both" % (key, key))
+    if not path:
+        return inline
+    path = os.path.join(base, path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        c.err("%s.%s_file" % (prefix, key), "cannot read %s: %s" % (path, getattr(err, "strerror", None) or err))
+        return ""
+
+
 def _listen(c, value):
     m = re.match(r"^(\[[^\]]+\]|[^:]+):(\d+)$", value or "")
     if not m:
@@ -260,11 +300,8 @@ def _upstreams(c, data, retention=None, hall_id="hall", base="."):
         if kind == "mqtt" and "client_id" not in settings:
             # Unique per gateway in a broker cluster, and stable across restarts.
             settings["client_id"] = "hcp-gw-%s-%s" % (hall_id, name)
-        tls = settings.get("tls")
-        if isinstance(tls, dict):
-            # Certificate paths are relative to the config file, like the database's.
-            settings["tls"] = {k: (os.path.join(base, v) if k in ("ca", "cert", "key") and isinstance(v, str)
-                                   and not os.path.isabs(v) else v) for k, v in tls.items()}
+        if "tls" in settings:
+            settings["tls"] = _tls_paths(settings["tls"], base)
         try:
             mod = _forwarder_module(kind)
         except ImportError as err:
@@ -355,7 +392,8 @@ def parse(data, path="<config>"):
     mqtt = None
     m = c.table(data, "mqtt")
     if m:
-        c.unknown(m, "mqtt", {"host", "port", "topic_prefix", "username", "password", "keepalive_s"})
+        c.unknown(m, "mqtt", {"host", "port", "topic_prefix", "username", "password", "password_file",
+                              "keepalive_s", "client_id", "tls"})
         mqtt = MqttIngest(
             host=c.get(m, "mqtt", "host", str, "127.0.0.1", required=True, check=bool, why="must not be empty"),
             port=c.get(m, "mqtt", "port", int, 1883, check=lambda v: 1 <= v <= 65535, why="must be 1..65535"),
@@ -363,9 +401,13 @@ def parse(data, path="<config>"):
                                check=lambda v: bool(_TOPIC_PART.match(v)) and "+" not in v and "#" not in v,
                                why="must be a plain topic path (no wildcards)"),
             username=c.get(m, "mqtt", "username", str, ""),
-            password=c.get(m, "mqtt", "password", str, ""),
+            password=secret(c, m, "mqtt", "password", base),
             keepalive_s=c.get(m, "mqtt", "keepalive_s", int, 30, check=lambda v: 5 <= v <= 3600,
                               why="must be 5..3600 s"),
+            client_id=c.get(m, "mqtt", "client_id", str, "",
+                            check=lambda v: len(v) <= 64 and all(" " < ch < "\x7f" for ch in v),
+                            why="must be at most 64 printable ASCII characters"),
+            tls=_tls(c, m.get("tls"), "mqtt", base),
         )
 
     g = c.table(data, "ingest")

@@ -26,6 +26,7 @@ full.
 import itertools
 import logging
 import os
+import secrets
 import sqlite3
 import stat
 import time
@@ -165,6 +166,16 @@ MIGRATIONS = [
         # invitation's entry goes at the right edge: one page per insert,
         # nothing when the commit thread closes an invitation.
         "CREATE INDEX invitations_created ON invitations (created_at)",
+    ]),
+    ("0007-provisioned-keys-replay", [
+        # The replay guard survives a restart: the last accepted (session, seq)
+        # of each device, written with the commit thread's batches.
+        "ALTER TABLE devices ADD COLUMN replay_session INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE devices ADD COLUMN replay_seq INTEGER NOT NULL DEFAULT 0",
+        # Keys are provisioned over the USB cable now (docs/link.md "Keys"): a key
+        # that was ever sent in a `bind` frame crossed the line in clear and is
+        # void. Those devices must be provisioned again.
+        "UPDATE devices SET key = NULL, prev_key = NULL, key_confirmed = 0",
     ]),
 ]
 
@@ -331,6 +342,19 @@ def check(conn, path, budget_s=None):
     if took > 1.0:
         log.info("database %s: PRAGMA quick_check ok in %.1f s", path, took)
     return True
+
+
+def client_id(conn, prefix):
+    """`prefix-<16 hex digits>`, made once and kept in `meta`: a client id
+    that survives restarts (a persistent MQTT session) and that nobody can
+    guess (to take that session over)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'mqtt_client_id'").fetchone()
+    if row is not None and row[0].startswith(prefix + "-"):
+        return row[0]
+    value = "%s-%s" % (prefix, secrets.token_hex(8))
+    with conn:
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('mqtt_client_id', ?)", (value,))
+    return value
 
 
 def next_session(conn):

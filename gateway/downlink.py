@@ -27,12 +27,11 @@ MAX_PENDING = 20000  # all devices; beyond, the oldest are forgotten (counted)
 
 
 class _Pending:
-    __slots__ = ("device_id", "msg", "key_args", "first", "next_at", "tries", "deadline")
+    __slots__ = ("device_id", "msg", "first", "next_at", "tries", "deadline")
 
-    def __init__(self, device_id, msg, key_args, now, deadline):
+    def __init__(self, device_id, msg, now, deadline):
         self.device_id = device_id
         self.msg = msg  # the command without session/seq
-        self.key_args = key_args
         self.first = now
         self.next_at = now + FIRST_RETRY_S
         self.tries = 1
@@ -46,12 +45,12 @@ class Downlink:
         self._held = itertools.count(1)  # keys for commands waiting for their device
         self.stats = {"sent": 0, "confirmed": 0, "refused": 0, "resent": 0, "gave_up": 0, "forgotten": 0}
 
-    def sent(self, device_id, seq, msg, key_args, now=None, deadline=None):
+    def sent(self, device_id, seq, msg, now=None, deadline=None):
         """A command went out with `seq`: keep it until answered."""
         now = time.time() if now is None else now
         entry = {k: v for k, v in msg.items() if k not in ("session", "seq")}
         with self.lock:
-            self.pending[(device_id, seq)] = _Pending(device_id, entry, key_args, now,
+            self.pending[(device_id, seq)] = _Pending(device_id, entry, now,
                                                       min(deadline or now + GIVE_UP_S, now + GIVE_UP_S))
             self.stats["sent"] += 1
             while len(self.pending) > MAX_PENDING:
@@ -81,7 +80,7 @@ class Downlink:
                 del self.pending[k]
 
     def due(self, now=None):
-        """Pending commands to send again now: [(device_id, msg, key_args)];
+        """Pending commands to send again now: [(device_id, msg)];
         the caller sends each and calls sent() with its new seq."""
         now = time.time() if now is None else now
         out = []

@@ -28,3 +28,7 @@ class NotFound(GatewayError):
 
 class InvalidRequest(GatewayError):
     """A request (API or CLI) is malformed; the message says which field."""
+
+
+class NotProvisioned(BindingError):
+    """The device has no key registered yet: the technician provisions it over USB first."""

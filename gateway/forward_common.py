@@ -175,6 +175,23 @@ class Checker:
         self.number("poll_s", 0.01, 60)
 
 
+def ssl_context(tls):
+    """The ssl.SSLContext of a `tls` setting (true: the system's CAs; or
+    {ca, cert, key, insecure}), for every TLS client of the gateway: MQTT
+    ingest, MQTT and HTTP forwarders. TLS 1.2 at the least."""
+    import ssl
+
+    t = tls if isinstance(tls, dict) else {}
+    ctx = ssl.create_default_context(cafile=t.get("ca"))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if t.get("cert"):
+        ctx.load_cert_chain(t["cert"], t.get("key"))
+    if t.get("insecure"):
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 def check(validate, name, settings):
     """Raise ConfigError if `validate` finds problems (the constructors call
     this, so a forwarder never starts on settings the loader would refuse)."""

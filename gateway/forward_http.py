@@ -48,7 +48,6 @@ fast (see forward_common.py on FIFO and starvation).
 import hashlib
 import http.client
 import socket
-import ssl
 import time
 import urllib.parse
 from collections import deque
@@ -61,6 +60,7 @@ from gateway.forward_common import (
     ForwarderBase,
     ForwardError,
     check,
+    ssl_context,
 )
 
 DEFAULTS = {
@@ -149,21 +149,11 @@ class HttpForwarder(ForwarderBase):
         self._set(target=self.url, inflight=0, queued=0)
 
     # -- connection
-    def _ssl_context(self):
-        t = self.s["tls"] if isinstance(self.s["tls"], dict) else {}
-        ctx = ssl.create_default_context(cafile=t.get("ca"))
-        if t.get("cert"):
-            ctx.load_cert_chain(t["cert"], t.get("key"))
-        if t.get("insecure"):
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     def _conn(self):
         if self._http is None:
             if self.https:
                 self._http = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                                         context=self._ssl_context())
+                                                         context=ssl_context(self.s["tls"]))
             else:
                 self._http = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self._http.connect()

@@ -61,6 +61,7 @@ from gateway.forward_common import (
     ForwarderBase,
     ForwardError,
     check,
+    ssl_context,
 )
 
 DEFAULTS = {
@@ -200,10 +201,8 @@ class MqttForwarder(ForwarderBase):
         if self.s["username"] is not None:
             client.username_pw_set(self.s["username"], self.s["password"])
         if self.tls:
-            t = self.tls if isinstance(self.tls, dict) else {}
-            client.tls_set(ca_certs=t.get("ca"), certfile=t.get("cert"), keyfile=t.get("key"),
-                           cert_reqs=ssl.CERT_REQUIRED)
-            if t.get("insecure"):
+            client.tls_set_context(ssl_context(self.tls))
+            if isinstance(self.tls, dict) and self.tls.get("insecure"):
                 client.tls_insecure_set(True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

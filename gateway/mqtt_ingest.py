@@ -15,6 +15,19 @@ are the same, so a device is the same device (same key, same replay state,
 same event ids) whatever its transport. A frame whose device_id is not the
 one in its topic is refused (`topic`).
 
+What reaches the gateway is bounded by who is provisioned, not by who
+publishes: the gateway subscribes to the up topic of each provisioned
+device (not to `dev/+/up`), so a flood on made-up topics never arrives;
+a payload for a device not in the registry, or larger than MAX_PAYLOAD,
+is counted and dropped before anything is decoded, and per-device state
+(a link, its reader) exists only for provisioned devices. On a hall broker
+configured by `hcp gateway broker-config` nobody but the device itself may
+publish on its up topic anyway (docs/security.md).
+
+The client id is `hcp-gw-<hall>-<random>`, made once and kept in the
+database (or `[mqtt] client_id`): a persistent session under a client id
+anyone can guess could be taken over by anyone who connects with it.
+
 paho's network thread owns the connection and reconnects with capped
 back-off (1 s doubling to 30 s); subscriptions and the availability topic
 are renewed on every connect.
@@ -26,10 +39,14 @@ import threading
 
 import paho.mqtt.client as mqtt
 
+from gateway.forward_common import ssl_context
 from gateway.router import Link
 from protocol.reader import Reader
 
 log = logging.getLogger("hcp.gateway.mqtt")
+
+MAX_PAYLOAD = 8192  # bytes: a device publishes a few frames at a time, each < 2.1 KB
+SUBSCRIBE_CHUNK = 200  # topics per SUBSCRIBE packet
 
 
 class MqttLink(Link):
@@ -49,19 +66,26 @@ class MqttLink(Link):
 
 
 class MqttIngest:
-    def __init__(self, cfg_mqtt, hall_id, router):
+    def __init__(self, cfg_mqtt, hall_id, router, registry, client_id):
         self.cfg = cfg_mqtt
         self.hall_id = hall_id
         self.router = router
-        self.links = {}
+        self.registry = registry
+        self.links = {}  # device_id -> MqttLink: provisioned devices only
         self.lock = threading.Lock()
         self.connected = False
         self.connects = 0
         self.messages = 0
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hcp-gw-%s" % hall_id,
+        self.dropped = {"unknown": 0, "oversize": 0, "topic": 0}
+        self.client_id = client_id
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=False)
         if cfg_mqtt.username:
             self.client.username_pw_set(cfg_mqtt.username, cfg_mqtt.password or None)
+        if cfg_mqtt.tls:
+            self.client.tls_set_context(ssl_context(cfg_mqtt.tls))
+            if isinstance(cfg_mqtt.tls, dict) and cfg_mqtt.tls.get("insecure"):
+                self.client.tls_insecure_set(True)
         self.client.will_set(self.topic("gateway/availability"), b"offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, 30)
         self.client.max_inflight_messages_set(100)
@@ -69,6 +93,7 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        registry.on_added.append(self._added)
 
     def topic(self, rest):
         return "%s/%s/%s" % (self.cfg.topic_prefix, self.hall_id, rest)
@@ -90,9 +115,24 @@ class MqttIngest:
     def status(self):
         return {"host": self.cfg.host, "port": self.cfg.port, "connected": self.connected,
                 "connects": self.connects, "messages": self.messages,
-                "devices": sorted(self.links),
+                "dropped": dict(self.dropped), "devices": sorted(self.links),
                 "errors": {d: dict(link.reader.errors) for d, link in self.links.items()
                            if link.reader.errors}}
+
+    def _up_topic(self, device_id):
+        return self.topic("dev/%s/up" % device_id)
+
+    def _subscribe(self, device_ids):
+        topics = [(self._up_topic(d), 1) for d in device_ids]
+        for i in range(0, len(topics), SUBSCRIBE_CHUNK):
+            rc, _ = self.client.subscribe(topics[i:i + SUBSCRIBE_CHUNK])
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                log.warning("MQTT subscribe failed: %s (renewed at the next connect)", mqtt.error_string(rc))
+                return
+
+    def _added(self, dev):
+        if self.connected:
+            self._subscribe([dev.device_id])
 
     # --- paho callbacks (its network thread) --------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties):
@@ -101,7 +141,7 @@ class MqttIngest:
             return
         self.connected = True
         self.connects += 1
-        client.subscribe(self.topic("dev/+/up"), qos=1)
+        self._subscribe([d.device_id for d in self.registry.all()])
         client.publish(self.topic("gateway/availability"), b"online", qos=1, retain=True)
         log.info("MQTT connected to %s:%d", self.cfg.host, self.cfg.port)
 
@@ -113,14 +153,23 @@ class MqttIngest:
         parts = message.topic.split("/")
         # P may itself contain '/': take the device id from the end.
         if len(parts) < 4 or parts[-1] != "up" or parts[-3] != "dev":
+            self.dropped["topic"] += 1
             return
         device_id = parts[-2]
         self.messages += 1
-        with self.lock:
-            link = self.links.get(device_id)
-            if link is None:
-                link = self.links[device_id] = MqttLink(self, device_id)
+        link = self.links.get(device_id)
+        if link is None:
+            if self.registry.get(device_id) is None:
+                self.dropped["unknown"] += 1  # not provisioned: nothing is kept for it
+                return
+            with self.lock:
+                link = self.links.get(device_id)
+                if link is None:
+                    link = self.links[device_id] = MqttLink(self, device_id)
         data = message.payload
+        if len(data) > MAX_PAYLOAD:
+            self.dropped["oversize"] += 1
+            return
         if not data.endswith(b"\x00"):
             data += b"\x00"
         packets = link.reader.packets(data)
@@ -141,3 +190,4 @@ class MqttIngest:
             return
         self.client.publish(self.topic("gateway/state"),
                             json.dumps(summary, ensure_ascii=False).encode(), qos=1, retain=True)
+

@@ -7,10 +7,12 @@ would break it is refused (the refusal names the current binding) unless the
 technician asks to `replace`, which unbinds the others first. Every bind,
 unbind, replace and refusal is a row in `audit`.
 
-Pairing creates the device key (32 random bytes) and sends it with `bind`
-(docs/link.md "Pairing"): untagged to a device that holds no key, tagged with
-the key it holds otherwise. The previous key stays valid for frames from the
-device until it is seen using the new one.
+Keys are not pairing's: a device key is made here by `provision()`, handed
+to the technician's tool (`hcp tool provision`), and written by that tool
+into the device over its USB cable (docs/link.md "Keys"). It never crosses
+the device's link. Pairing only tells a provisioned device, in frames tagged
+with its key, whom it now belongs to. A re-provisioned device's previous key
+stays valid for frames from it until it is seen using the new one.
 """
 
 import base64
@@ -20,7 +22,14 @@ import sqlite3
 import threading
 import time
 
-from gateway.errors import BindingError, DeviceNotConnected, InvalidRequest, NotFound, StorageError
+from gateway.errors import (
+    BindingError,
+    DeviceNotConnected,
+    InvalidRequest,
+    NotFound,
+    NotProvisioned,
+    StorageError,
+)
 from protocol import hmac256
 from protocol.errors import ProtocolError
 from protocol.rules import check as check_rules
@@ -115,14 +124,53 @@ class Pairing:
         return [dict(zip(("device_id", "staff_id", "window", "staff_name", "bound_at"), r, strict=True))
                 for r in rows]
 
-    def pair(self, device_id, staff_id, window, staff_name="", replace=False, device_reset=False,
-             actor="", bitmaps=()):
+    def provision(self, device_id, actor=""):
+        """Make a new key for `device_id` and register it; return it (hex),
+        for the technician's tool to write into the device over USB. A
+        device provisioned before keeps its binding; the key it holds stays
+        valid until it is seen using the new one. Audited (never the key)."""
+        check_device_id(device_id)
+        key = secrets.token_bytes(32)
+        conn = self.conn
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("INSERT OR IGNORE INTO devices (device_id) VALUES (?)", (device_id,))
+                row = conn.execute("SELECT key, prev_key, key_confirmed FROM devices WHERE device_id = ?",
+                                   (device_id,)).fetchone()
+                # The key the device may hold now: its confirmed one, or, if
+                # the last provisioning was never confirmed, the one before.
+                held = row[0] if row[2] or row[1] is None else row[1]
+                conn.execute("UPDATE devices SET key = ?, prev_key = ?, key_confirmed = 0 WHERE device_id = ?",
+                             (key, held, device_id))
+                self._audit("provision", device_id, actor=actor,
+                            detail="new key" + (", previous key valid until the device uses it" if held else ""))
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError("cannot record the device key: %s" % err) from err
+        dev = self.registry.get(device_id)
+        with self.router.lock:
+            if dev is None:
+                dev = self.registry.add(device_id)
+            dev.prev_key = hmac256.Key(held) if held else None
+            dev.key = hmac256.Key(key)
+            dev.key_confirmed = False
+            dev.tx_key = dev.prev_key or dev.key
+            dev.challenge = None
+        log.info("device %s provisioned (key not logged)", device_id)
+        return {"device_id": device_id, "key": key.hex(), "reprovisioned": held is not None}
+
+    def pair(self, device_id, staff_id, window, staff_name="", replace=False, actor="", bitmaps=()):
         check_device_id(device_id)
         _text(staff_id, "staff_id")
         _text(window, "window")
         _text(staff_name, "staff_name", required=False)
         bms = [check_bitmap(b, "bitmaps[%d]" % i) for i, b in enumerate(bitmaps or [])]
-        key = secrets.token_bytes(32)
+        if self.registry.get(device_id) is None:
+            raise NotProvisioned("device %s is not provisioned: its key is written over the USB cable"
+                                 " first (hcp tool provision)" % device_id)
         conn = self.conn
         with self.lock:
             try:
@@ -141,20 +189,12 @@ class Pairing:
                     conn.execute("DELETE FROM bindings WHERE device_id = ?", (c["device_id"],))
                     self._audit("unbind", c["device_id"], c["staff_id"], c["window"], actor,
                                 "replaced by %s = %s @ %s" % (device_id, staff_id, window))
-                conn.execute("INSERT OR IGNORE INTO devices (device_id) VALUES (?)", (device_id,))
-                row = conn.execute("SELECT key, prev_key, key_confirmed FROM devices WHERE device_id = ?",
-                                   (device_id,)).fetchone()
-                # The key the device holds now, to tag the bind with.
-                held = None if device_reset else (row[0] if row[2] else row[1])
-                conn.execute("UPDATE devices SET key = ?, prev_key = ?, key_confirmed = 0 WHERE device_id = ?",
-                             (key, held, device_id))
                 conn.execute("INSERT INTO bindings (device_id, staff_id, window, staff_name, bound_at)"
                              " VALUES (?, ?, ?, ?, ?)", (device_id, staff_id, window, staff_name, time.time()))
                 for slot, w, h, data in bms:
                     conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
                                  " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
-                self._audit("replace" if current else "bind", device_id, staff_id, window, actor,
-                            "device_reset" if device_reset else "")
+                self._audit("replace" if current else "bind", device_id, staff_id, window, actor, "")
                 conn.execute("COMMIT")
             except sqlite3.IntegrityError as err:
                 conn.execute("ROLLBACK")
@@ -168,11 +208,7 @@ class Pairing:
                 other = self.registry.get(c["device_id"])
                 if other is not None:
                     other.binding = None
-            dev = self.registry.get(device_id, create=True, force=True)
-            dev.prev_key = hmac256.Key(held) if held else None
-            dev.key = hmac256.Key(key)
-            dev.key_confirmed = False
-            dev.tx_key = dev.prev_key
+            dev = self.registry.get(device_id)
             dev.binding = {"staff_id": staff_id, "window": window, "staff_name": staff_name}
         for c in current:
             if c["device_id"] != device_id:
@@ -189,7 +225,7 @@ class Pairing:
 
     def _send_unbind(self, device_id, staff_id):
         dev = self.registry.get(device_id)
-        if dev is None or not dev.online or dev.tx_key is None:
+        if dev is None or not dev.online:
             return False
         try:
             self.router.send(dev, {"type": "unbind", "staff_id": staff_id})

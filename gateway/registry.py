@@ -1,22 +1,36 @@
 """The device registry: what the gateway knows about each evaluator.
 
-In memory, one `Device` per device id: its keys and replay state (checked on
-every frame, so never a database read on the hot path), the link it was last
-heard on, its last hello/health, its binding. The database holds the durable
-part (devices, bindings, bitmaps tables); `load()` rebuilds the memory side at
-start, and writers (the commit thread for health, gateway.pairing for keys and
-bindings) update both.
+In memory, one `Device` per provisioned device: its keys and replay state
+(checked on every frame, so never a database read on the hot path), the link
+it was last heard on, its last hello/health, its binding. The database holds
+the durable part (devices, bindings, bitmaps tables); `load()` rebuilds the
+memory side at start, and writers (the commit thread for health and replay
+state, gateway.pairing for keys and bindings) update both.
 
-Keys: `key` is the key the gateway wants the device to hold; while a re-key
-is pending, `prev_key` is the one the device still holds. `tx_key` is the key
-the device was last seen using, so frames to it are tagged with what it can
-check (None = the device holds no key, frames go untagged).
+A device enters the registry only when the technician provisions its key
+(`gateway.pairing.Pairing.provision`, over the USB cable: docs/link.md
+"Keys"); nothing heard on a line or a topic creates one. What an
+unprovisioned device says in its hello is kept in `heard`, a small table of
+fixed size (the technician's "which device is on this port?"), and only
+for serial ports.
+
+Keys: `key` is the key the device was provisioned with; while a re-provision
+is not yet confirmed, `prev_key` is the one the device may still hold.
+`tx_key` is the key the device was last seen using, so frames to it are
+tagged with what it can check.
+
+Replay: `replay` is the last accepted (session, seq) of the device. It is
+persisted (devices.replay_session, replay_seq) in the commit thread's
+transactions (`mark_replay` / `flush_replay`), so a frame captured before a
+gateway restart is still a replay after it.
 """
 
+import collections
 import json
 import threading
 import time
 
+from gateway.db import update_many
 from protocol import frame as _frame
 from protocol import hmac256
 
@@ -26,7 +40,7 @@ class Device:
         "device_id", "key", "prev_key", "key_confirmed", "tx_key", "replay", "link",
         "first_seen", "last_seen", "online", "fw", "board", "boot", "reported_staff",
         "reported_paired", "health", "clock_offset_s", "uptime_ref", "binding", "rejected",
-        "frames", "events", "duplicates",
+        "frames", "events", "duplicates", "challenge",
     )
 
     def __init__(self, device_id):
@@ -53,6 +67,7 @@ class Device:
         self.frames = 0
         self.events = 0
         self.duplicates = 0
+        self.challenge = None  # (seq, deadline) of the liveness check sent (gateway.router)
 
     @property
     def paired(self):
@@ -98,18 +113,21 @@ def stuck_buttons(mask):
     return [5 - i for i in range(5) if mask >> i & 1]
 
 
-MAX_DEVICES = 10_000  # a hall has hundreds; beyond this, unknown ids are refused (`too_many`)
+HEARD_MAX = 64  # unprovisioned devices remembered (serial ports only)
 
 
 class Registry:
-    """All devices, by id and by window. Thread-safe for lookups and updates.
-    New ids are only created up to MAX_DEVICES, so a flood of made-up hellos
-    (anyone can publish to an MQTT topic) cannot exhaust memory or the disk."""
+    """All provisioned devices, by id and by window. Thread-safe for lookups
+    and updates. Devices are added by provisioning and by load(), never by
+    what arrives on a line, so no flood of made-up hellos can grow it."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self.devices = {}
         self.rejected = {}  # kind -> count, all devices (and unknown senders)
+        self.heard = collections.OrderedDict()  # device_id -> what its hello said (HEARD_MAX)
+        self.on_added = []  # fn(dev) when a device is provisioned
+        self._replay_dirty = {}  # device_id -> (session, seq) not yet written
 
     def count_rejected(self, kind, dev=None):
         with self.lock:
@@ -117,18 +135,51 @@ class Registry:
             if dev is not None:
                 dev.count_rejected(kind)
 
-    def get(self, device_id, create=False, force=False):
-        """The device, or None. create: a new one (up to MAX_DEVICES, or
-        beyond with force: pairing and loading never refuse)."""
-        dev = self.devices.get(device_id)
-        if dev is None and create:
-            with self.lock:
-                dev = self.devices.get(device_id)
-                if dev is None:
-                    if len(self.devices) >= MAX_DEVICES and not force:
-                        return None
-                    dev = self.devices[device_id] = Device(device_id)
+    def get(self, device_id):
+        """The provisioned device, or None."""
+        return self.devices.get(device_id)
+
+    def add(self, device_id):
+        """The device, created if new (provisioning and load only)."""
+        with self.lock:
+            dev = self.devices.get(device_id)
+            if dev is None:
+                dev = self.devices[device_id] = Device(device_id)
+                self.heard.pop(device_id, None)
+                new = True
+            else:
+                new = False
+        if new:
+            for fn in self.on_added:
+                fn(dev)
         return dev
+
+    def hear(self, device_id, link_name, msg, now):
+        """An unprovisioned device said hello on a serial port: remember it
+        (the oldest is forgotten beyond HEARD_MAX)."""
+        with self.lock:
+            self.heard.pop(device_id, None)
+            self.heard[device_id] = {"device_id": device_id, "link": link_name, "fw": msg["fw"],
+                                     "board": msg["board"], "boot": msg["boot"], "last_seen": now}
+            while len(self.heard) > HEARD_MAX:
+                self.heard.popitem(last=False)
+
+    def unprovisioned(self):
+        with self.lock:
+            return list(self.heard.values())
+
+    def mark_replay(self, dev):
+        """The device's replay state moved: written at the next commit."""
+        self._replay_dirty[dev.device_id] = (dev.replay.session, dev.replay.seq)
+
+    def flush_replay(self, conn):
+        """Write the replay states that moved (in the commit thread's transaction)."""
+        if not self._replay_dirty:
+            return
+        with self.lock:
+            dirty, self._replay_dirty = self._replay_dirty, {}
+        update_many(conn, "devices", ("replay_session", "replay_seq"), "device_id",
+                    [(s, q, d) for d, (s, q) in dirty.items()])
 
     def by_window(self, window):
         with self.lock:
@@ -142,24 +193,29 @@ class Registry:
             return list(self.devices.values())
 
     def load(self, conn):
-        """Rebuild the memory side from the database (at start)."""
+        """Rebuild the memory side from the database (at start). A row
+        without a key is a device heard before provisioning existed: not
+        loaded (it must be provisioned)."""
         with self.lock:
             for row in conn.execute(
                     "SELECT device_id, first_seen, last_seen, fw, board, boot, reported_staff, health,"
-                    " clock_offset_s, key, prev_key, key_confirmed FROM devices"):
-                dev = self.get(row[0], create=True, force=True)
+                    " clock_offset_s, key, prev_key, key_confirmed, replay_session, replay_seq"
+                    " FROM devices WHERE key IS NOT NULL"):
+                dev = self.devices[row[0]] = Device(row[0])
                 (dev.first_seen, dev.last_seen, dev.fw, dev.board, dev.boot,
                  dev.reported_staff) = row[1:7]
                 dev.health = json.loads(row[7] or "{}")
                 dev.clock_offset_s = row[8]
-                dev.key = hmac256.Key(row[9]) if row[9] else None
+                dev.key = hmac256.Key(row[9])
                 dev.prev_key = hmac256.Key(row[10]) if row[10] else None
                 dev.key_confirmed = bool(row[11])
-                dev.tx_key = dev.key if dev.key_confirmed else dev.prev_key
+                dev.tx_key = dev.key if dev.key_confirmed or dev.prev_key is None else dev.prev_key
+                dev.replay = _frame.Replay(row[12] or 0, row[13] or 0)
             for device_id, staff_id, window, name in conn.execute(
                     "SELECT device_id, staff_id, window, staff_name FROM bindings"):
-                dev = self.get(device_id, create=True, force=True)
-                dev.binding = {"staff_id": staff_id, "window": window, "staff_name": name}
+                dev = self.devices.get(device_id)
+                if dev is not None:
+                    dev.binding = {"staff_id": staff_id, "window": window, "staff_name": name}
 
 
 # --- durable side, run by the commit thread inside its transaction ---------

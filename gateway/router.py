@@ -3,21 +3,31 @@
 A transport (serial port, MQTT) splits its bytes into packets with
 `protocol.reader.Reader.packets` and hands them to `Router.packets(link, ...)`
 with the `Link` they came on. The router checks each frame (CRC, then the
-device's key and replay state, docs/link.md "Pairing" and "Sessions"), keeps
+device's key and replay state, docs/link.md "Keys" and "Sessions"), keeps
 the registry up to date, answers `hello`, and queues events for the commit
 thread. Everything the gateway sends to a device goes out through `send()`,
 which stamps the gateway's session and its one process-wide seq counter and
 tags the frame with the key the device holds.
 
-Acceptance, per device:
-- no key in the registry (never paired): `hello` and `health` only;
-- keyed: every frame tagged with the key (or, while a re-key is pending, the
-  previous key), strictly after the last accepted (session, seq); the one
-  exception is the untagged `hello` with paired = 0 of a device whose first
-  pairing was interrupted (key created, never seen used), answered with the
-  `bind` it missed.
-Everything else is dropped and counted under its kind (`untagged`, `badtag`,
-`replay`, `unpaired`, `direction`, `topic`, `unknown`, `too_many`).
+Acceptance: the device is provisioned (its key was written over the USB
+cable and registered, gateway/pairing.py), the frame carries the tag of its
+key (or, until the device is seen using a new key, of the previous one),
+and its (session, seq) comes strictly after the last accepted one, by no
+more than MAX_SESSION_JUMP sessions or MAX_SEQ_JUMP frames. Nothing else
+changes any state: a refused frame is counted under its kind (`untagged`,
+`badtag`, `replay`, `jump`, `unknown`, `direction`, `topic`) and dropped,
+and unprovisioned devices get no answer at all (a serial port's hello is
+remembered in the registry's small `heard` table, for the technician).
+
+A frame with a good tag that is refused as a replay or a jump may be an old
+frame played back, or the device itself after something moved its replay
+state where it cannot follow (a forged jump by someone holding its key, a
+restored database). The router then checks that the device is there: it
+sends a `time` command (at most one per CHALLENGE_EVERY_S) and takes a `done`
+naming that command's seq, with a good tag, as proof; that frame's (session,
+seq) becomes the replay state. No recording can hold that answer (the seq
+is new), so a playback never moves the state, and the device is never
+locked out.
 """
 
 import collections
@@ -40,6 +50,14 @@ log = logging.getLogger("hcp.gateway.router")
 CLOCK_TOLERANCE_S = 2.0  # a device clock further off than this is set again
 ACK_IDS_PER_FRAME = 200  # 33 + 2 + 8 * 200 bytes: well under MAX_PAYLOAD
 BITMAP_CHUNK = 128  # bytes of image per bitmap frame (a 64K device has ~0.6 KB free blocks)
+# How far a device's (session, seq) may move in one step. A session is a
+# boot: a thousand boots unheard is a crash loop while the gateway was off;
+# a million frames in one boot unheard is months of hellos. Beyond either,
+# the device proves it is there (the challenge) and is taken where it is.
+MAX_SESSION_JUMP = 1000
+MAX_SEQ_JUMP = 1_000_000
+CHALLENGE_EVERY_S = 2.0
+CHALLENGE_TTL_S = 10.0
 
 
 class Link:
@@ -48,6 +66,7 @@ class Link:
 
     name = "?"
     expect_device = None  # MQTT: the device id in the topic
+    physical = False  # a cable to one device (serial): hellos of unknown devices are remembered
 
     def __init__(self):
         self.device = None  # the device last heard on this link
@@ -107,13 +126,14 @@ class Router:
         if link.expect_device is not None and device_id != link.expect_device:
             self.registry.count_rejected("topic")
             return
-        create = code in (M.HELLO, M.HEALTH)
-        dev = self.registry.get(device_id, create=create)
+        dev = self.registry.get(device_id)
         if dev is None:
-            self.registry.count_rejected("too_many" if create else "unpaired")
+            self.registry.count_rejected("unknown")
+            if code == M.HELLO and link.physical:
+                self.registry.hear(device_id, link.name, msg, now)
             return
         with self.lock:
-            if not self._accept(dev, fr, msg):
+            if not self._accept(dev, link, fr, msg, now):
                 return
             dev.frames += 1
             dev.last_seen = now
@@ -136,57 +156,65 @@ class Router:
         else:
             self._error(dev, msg)
 
-    def _accept(self, dev, fr, msg):
-        code = fr.mtype
+    def _accept(self, dev, link, fr, msg, now):
+        """Tag, then replay order (module docstring); under self.lock."""
         reject = self.registry.count_rejected
-        confirm = False
-        if dev.key is None and dev.prev_key is None:
-            if code not in (M.HELLO, M.HEALTH, M.DONE):
-                reject("unpaired", dev)
-                return False
-            if code == M.HELLO:
-                dev.replay = _frame.Replay()  # nothing to authenticate: start afresh
-            used = None
-        elif fr.tag is None:
-            if (code == M.HELLO and msg["paired"] == 0 and not dev.key_confirmed
-                    and dev.prev_key is None):
-                dev.replay = _frame.Replay()  # interrupted first pairing
-                used = None
-            elif code == M.DONE and not dev.key_confirmed and dev.prev_key is None:
-                # Confirms a command sent before the device got its first
-                # key (time, config): harmless, it only ends a resend.
-                used = None
-            else:
-                reject("untagged", dev)
-                return False
-        else:
-            used = None
-            for key in (dev.key, dev.prev_key):
-                if key is None:
-                    continue
-                try:
-                    fr.verify(key)
-                except ProtocolError:
-                    continue
-                used = key
-                break
-            if used is None:
-                reject("badtag", dev)
-                return False
-            confirm = used is dev.key and not dev.key_confirmed
-        try:
-            dev.replay.accept(fr)
-        except ProtocolError:
-            reject("replay", dev)
+        if fr.tag is None:
+            reject("untagged", dev)
             return False
-        if used is not None or code != M.DONE:
-            dev.tx_key = used  # answer with what the device holds (an untagged done says nothing of that)
-        if confirm:
+        used = None
+        for key in (dev.key, dev.prev_key):
+            if key is None:
+                continue
+            try:
+                fr.verify(key)
+            except ProtocolError:
+                continue
+            used = key
+            break
+        if used is None:
+            reject("badtag", dev)
+            return False
+        last = dev.replay
+        fresh = (fr.session == last.session and last.seq < fr.seq <= last.seq + MAX_SEQ_JUMP) or (
+            last.session < fr.session <= last.session + MAX_SESSION_JUMP) or (
+            last.session == last.seq == 0)  # never heard since provisioning
+        if not fresh:
+            ch = dev.challenge
+            if not (ch is not None and fr.mtype == M.DONE and msg["ref_seq"] == ch[0]
+                    and now <= ch[1]):
+                reject("replay" if (fr.session, fr.seq) <= (last.session, last.seq) else "jump", dev)
+                self._challenge(dev, link, used, now)
+                return False
+            log.warning("device %s proved it is there at session %d seq %d (the replay state was"
+                        " %d/%d): taken from here", dev.device_id, fr.session, fr.seq,
+                        last.session, last.seq)
+            dev.challenge = None
+        last.session = fr.session
+        last.seq = fr.seq
+        self.registry.mark_replay(dev)
+        dev.tx_key = used
+        if used is dev.key and not dev.key_confirmed:
             dev.key_confirmed = True
             dev.prev_key = None
             device_id = dev.device_id
             self.committer.call(lambda conn: reg.save_key_confirmed(conn, device_id))
         return True
+
+    def _challenge(self, dev, link, key, now):
+        """Ask whoever holds the key on `link` to answer a new command."""
+        ch = dev.challenge
+        if ch is not None and now < ch[1] - CHALLENGE_TTL_S + CHALLENGE_EVERY_S:
+            return
+        msg = {"type": "time", "time": int(now), "tz_min": self.cfg.hall.tz_offset_min,
+               "session": self.session}
+        try:
+            with self._send_lock:
+                msg["seq"] = next(self._seq)
+                link.send(M.encode(msg, key))
+        except OSError:
+            return
+        dev.challenge = (msg["seq"], now + CHALLENGE_TTL_S)
 
     def _event(self, dev, msg, now):
         ts, source = records.press_time(msg["time"], msg["uptime_ms"], msg["boot"], now, dev.uptime_ref)
@@ -205,7 +233,7 @@ class Router:
         try:
             self.send_time(dev)
             self.send_config(dev)
-            self.sync_binding(dev, msg["staff_id"], msg["paired"])
+            self.sync_binding(dev, msg["staff_id"])
         except (NotConnected, OSError) as err:
             log.warning("answering hello of %s: %s", dev.device_id, err)
 
@@ -245,7 +273,7 @@ class Router:
                 log.exception("listener")
 
     # --- outbound ----------------------------------------------------------
-    def send(self, dev, msg, key=None, use_tx_key=True, deadline=None):
+    def send(self, dev, msg, deadline=None):
         """Encode and send one message to `dev` on its link; return its seq.
         Commands are kept until the device confirms them (gateway/downlink.py)."""
         link = dev.link
@@ -254,10 +282,10 @@ class Router:
         msg["session"] = self.session
         with self._send_lock:
             msg["seq"] = next(self._seq)
-            data = M.encode(msg, dev.tx_key if use_tx_key else key)
+            data = M.encode(msg, dev.tx_key)
             link.send(data)
         if msg["type"] in CONFIRMED:
-            self.downlink.sent(dev.device_id, msg["seq"], msg, (key, use_tx_key), deadline=deadline)
+            self.downlink.sent(dev.device_id, msg["seq"], msg, deadline=deadline)
         return msg["seq"]
 
     def resend_due(self, now=None):
@@ -268,7 +296,6 @@ class Router:
             if dev is None:
                 continue
             msg = dict(p.msg)
-            key, use_tx_key = p.key_args
             try:
                 link = dev.link
                 if link is None or not dev.online:
@@ -276,7 +303,7 @@ class Router:
                 msg["session"] = self.session
                 with self._send_lock:
                     msg["seq"] = next(self._seq)
-                    link.send(M.encode(msg, dev.tx_key if use_tx_key else key))
+                    link.send(M.encode(msg, dev.tx_key))
             except (NotConnected, OSError):
                 self.downlink.hold(p, now)
                 continue
@@ -349,22 +376,15 @@ class Router:
         return len(rows)
 
     def send_bind(self, dev):
-        """Send the registry's binding; a new key if the device lacks it."""
+        """Send the registry's binding and the card that goes with it."""
         b = dev.binding
-        new_key = dev.key is not None and dev.tx_key is not dev.key
-        self.send(dev, {"type": "bind", "staff_id": b["staff_id"], "window": b["window"],
-                        "key": dev.key.raw if new_key else b""})
-        # The device holds the new key from here on: the card that follows is
-        # tagged with it. (Should the bind be lost, the device's next frame,
-        # tagged with what it really holds, sets tx_key back.)
-        dev.tx_key = dev.key
+        self.send(dev, {"type": "bind", "staff_id": b["staff_id"], "window": b["window"]})
         self.send_bitmaps(dev)
 
-    def sync_binding(self, dev, reported_staff, reported_paired):
+    def sync_binding(self, dev, reported_staff):
         """After a hello: give the device what it lacks (docs/link.md, start of a link)."""
         if dev.binding is not None:
-            lacks_key = dev.key is not None and dev.tx_key is not dev.key
-            if lacks_key or reported_staff != dev.binding["staff_id"]:
+            if reported_staff != dev.binding["staff_id"]:
                 self.send_bind(dev)
-        elif reported_staff and dev.tx_key is not None:
+        elif reported_staff:
             self.send(dev, {"type": "unbind", "staff_id": reported_staff})

@@ -40,6 +40,8 @@ def _is_glob(pattern):
 
 
 class Port(Link):
+    physical = True
+
     def __init__(self, path, real, baudrate, want_write=None):
         super().__init__()
         self.want_write = want_write or (lambda port: None)

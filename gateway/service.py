@@ -78,7 +78,8 @@ class Gateway:
         self.committer = Committer(writer, [u.name for u in cfg.upstreams], cfg.hall,
                                    send_ack=lambda dev, ids: self.router.send_ack(dev, ids),
                                    on_queued=self.wake_forwarders,
-                                   linger_s=cfg.commit_window_ms / 1000.0)
+                                   linger_s=cfg.commit_window_ms / 1000.0,
+                                   in_batch=self.registry.flush_replay)
         self.router = Router(self.registry, self.committer, cfg, self.session, read_conn=self._conn())
         self.invitations = Invitations(self._conn(), self.registry, self.router, cfg, self.session)
         self.router.on_invite_refused = self.invitations.refused
@@ -95,7 +96,8 @@ class Gateway:
             log.warning("no [[upstream]] configured: events are stored, no records are queued")
         if cfg.mqtt is not None:
             from gateway.mqtt_ingest import MqttIngest
-            self.mqtt = MqttIngest(cfg.mqtt, cfg.hall.id, self.router)
+            self.mqtt = MqttIngest(cfg.mqtt, cfg.hall.id, self.router, self.registry,
+                                   cfg.mqtt.client_id or db.client_id(writer, "hcp-gw-%s" % cfg.hall.id))
             self.mqtt.start()
         self.monitor = Monitor(self.registry, cfg,
                                publish_device=self.mqtt.publish_device if self.mqtt else None,

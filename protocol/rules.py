@@ -58,8 +58,6 @@ def check(msg):
     elif t == "bind":
         if not msg["staff_id"]:
             raise MessageError("rule", "bind needs a staff id")
-        if len(msg["key"]) not in (0, 32):
-            raise MessageError("rule", "a device key is 32 bytes")
     elif t == "bitmap":
         if not msg["width"] or not msg["height"]:
             raise MessageError("rule", "a bitmap has a size")

@@ -65,7 +65,7 @@ SCHEMA = {
     INVITE: ("invite", "invitation:s cases:S timeout_s:H"),
     CANCEL: ("cancel", "invitation:s"),
     TIME: ("time", "time:I tz_min:h"),
-    BIND: ("bind", "staff_id:s window:s key:y"),
+    BIND: ("bind", "staff_id:s window:s"),
     UNBIND: ("unbind", "staff_id:s"),
     BITMAP: ("bitmap", "slot:B width:H height:H offset:H data:y"),
     CONFIG: ("config", "invite_timeout_s:H heartbeat_s:H stuck_ms:H reasons_version:s"

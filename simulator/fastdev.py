@@ -30,7 +30,6 @@ import pathlib
 import threading
 import time
 import types
-from binascii import unhexlify
 
 from firmware import VERSION, orders, store
 from firmware.buttons import Buttons
@@ -119,6 +118,9 @@ class DevLink:
         self.t_health = now + d.heartbeat_ms
 
     def receive(self, packet, now):
+        if self.key is None:
+            self.refused += 1  # unprovisioned: nobody here can be trusted (firmware/link.py)
+            return
         try:
             fr = _frame.decode(packet)
             self.last_seq = fr.seq
@@ -287,7 +289,7 @@ class FastDevice:
             pair = self._settings("pair") or {}
             self.staff_id = pair.get("staff_id", "")
             self.window = pair.get("window", "")
-            self.link.set_key(unhexlify(pair["key"]) if pair.get("key") else b"")
+            self.link.set_key(self._key())
             cfg = self._settings("config")
             if cfg:
                 orders.configure(self, cfg, 0)
@@ -296,6 +298,11 @@ class FastDevice:
             self.link.start(self.now())
             self._after(self.now())
         return self
+
+    def _key(self):
+        with _STORE_LOCK:  # firmware/store.py reads the key file the technician's tool wrote
+            store.ROOT = str(self.flash) + os.sep
+            return store.key()
 
     @property
     def running(self):

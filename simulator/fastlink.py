@@ -28,6 +28,7 @@ from simulator import tomlw
 from simulator.fastdev import FastDevice
 from simulator.hall import GIVEN, SURNAMES, HallError, SimHall, Window
 from tools import pair as pairing
+from tools import provision
 
 PREFIX = "hcp"
 PER_CLIENT = 1000
@@ -233,6 +234,11 @@ class FastHall(SimHall):
             w = Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), staff)
             w.device_id = dev.device_id
             new.append(w)
+        # The technician's step over USB, before first boot (tools/provision.py).
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(lambda w: provision.provision_dir(self.api, w.device.flash, w.device_id), new))
         self.transport.add([w.device for w in new])
         self.windows.extend(new)
         for w in new:

@@ -27,7 +27,7 @@ from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
 from simulator.device import SimDevice
 from simulator.wire import Line, Relay
-from tools import flash
+from tools import flash, provision
 from tools import pair as pairing
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -139,9 +139,15 @@ class SimHall:
             dev = SimDevice(name, fdir, line, heap=self.heap, main=fdir / "main.py")
             staff = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
             new.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), staff))
-        # Installing fsyncs every file (GIL released): a few at a time.
+        # Installing fsyncs every file (GIL released): a few at a time. Then
+        # the technician's second step over the USB cable: each device gets
+        # its key from the gateway (tools/provision.py), before it first boots.
+        def install(w):
+            flash.install(self.bundle, self.bundle_files, w.device.flash)
+            w.device_id, _ = provision.provision_dir(self.api, w.device.flash)
+
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda w: flash.install(self.bundle, self.bundle_files, w.device.flash), new))
+            list(pool.map(install, new))
         for w in new:
             os.symlink(w.device.line.gateway_path, self.ttydir / w.device.name)
         self.windows.extend(new)
@@ -190,18 +196,15 @@ class SimHall:
         self.config_path.write_text(tomlw.dumps(doc), encoding="utf-8")
 
     def _discover(self, say, windows, timeout=30.0):
-        """Learn each device's id from the port the gateway heard its hello on."""
-        by_port = {"serial:%s" % (self.ttydir / w.device.name): w for w in windows}
+        """Until each device has said hello on its own port."""
         deadline = time.monotonic() + timeout
         missing = windows
         while time.monotonic() < deadline:
             status, body = self.api.call("GET", "/api/devices")
             if status == 200:
-                for d in body["devices"]:
-                    w = by_port.get(d.get("link") or "")  # "serial:<workdir>/tty/dev003"
-                    if w is not None and not w.device_id:
-                        w.device_id = d["device_id"]
-                missing = [w for w in windows if not w.device_id]
+                heard = {d["device_id"]: d.get("link") or "" for d in body["devices"] if d.get("online")}
+                missing = [w for w in windows
+                           if heard.get(w.device_id) != "serial:%s" % (self.ttydir / w.device.name)]
                 if not missing:
                     say("devices: all %d said hello" % len(windows))
                     return

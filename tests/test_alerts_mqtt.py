@@ -51,7 +51,7 @@ def test_alerts_published_retained_and_cleared(tmp_path, mosquitto):
     try:
         with InProcess(conf) as gw:
             wait_for(lambda: gw.gw.mqtt.connected, what="gateway on the broker")
-            dev = connect(FakeDevice("EV-1", t, boot=3))
+            dev = connect(FakeDevice("EV-1", t, boot=3), gw)
             pair(gw, dev, "S1", "A01", staff_name="张三")
             invite(gw, dev, "A01", ["P-1"])
             eid = dev.rate(1, ["R2"])

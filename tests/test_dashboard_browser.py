@@ -100,7 +100,7 @@ def test_dashboard_in_chromium(tmp_path, browser):
                 transports.append(t)
                 dev = FakeDevice("EV-%02d" % i, t, boot=2, fw="1.4.%d" % (i % 2))
                 fleet.do(lambda dev=dev, window=window, staff=staff, name=name: (
-                    connect(dev), pair(gw, dev, staff, window, staff_name=name)))
+                    connect(dev, gw), pair(gw, dev, staff, window, staff_name=name)))
                 fleet.devices.append(dev)
                 fleet.beating.add(dev.device_id)
                 devs[window] = dev

@@ -12,7 +12,8 @@ import pytest
 from support.fakegw import FakeGateway
 from support.simdevice import SimDevice, install
 
-from protocol import messages
+from protocol import hmac256, messages
+from tools.provision import write_key_dir
 
 KEY = bytes(range(32))
 CONFIG = {"invite_timeout_s": 10, "heartbeat_s": 1, "stuck_ms": 400,
@@ -25,14 +26,15 @@ def fw_cache(tmp_path_factory):
 
 
 class Rig:
-    def __init__(self, tmp_path, cache, board=None, paired=True, auto_ack=True, heap=None):
+    def __init__(self, tmp_path, cache, board=None, paired=True, keyed=True, auto_ack=True, heap=None):
         self.gw = FakeGateway(config=CONFIG, auto_ack=auto_ack)
         flash = tmp_path / "flash"
         main = install(flash, cache)
-        if paired:
-            (flash / "pair.json").write_text(json.dumps(
-                {"staff_id": "S001", "window": "W07", "key": KEY.hex()}))
+        if keyed:  # what `hcp tool provision` writes over USB
+            write_key_dir(flash, KEY)
             self.gw.set_key(KEY)
+        if paired:
+            (flash / "pair.json").write_text(json.dumps({"staff_id": "S001", "window": "W07"}))
         self.dev = SimDevice(flash, self.gw.path, device_id="EV-T1", board=board, main=main,
                              heap=heap)
         self.dev.start()
@@ -200,19 +202,40 @@ def test_tagged_frames_and_untagged_refused(rig):
     assert rig.dev.screen() == "idle"
 
 
+def test_a_device_without_a_key_obeys_nothing(tmp_path, fw_cache):
+    """Unprovisioned: it says hello (so the technician sees it) and takes no
+    command, tagged or not: whatever speaks on its line could be anyone."""
+    r = Rig(tmp_path, fw_cache, paired=False, keyed=False)
+    try:
+        r.dev.wait_screen("unpaired")
+        assert r.hello["paired"] == 0 and r.hello["staff_id"] == ""
+        mark = r.gw.mark()
+        r.gw.send({"type": "bind", "staff_id": "S666", "window": "W66"}, key=None)
+        r.gw.send({"type": "time", "time": 1795000000, "tz_min": 480}, key=None)
+        r.gw.send({"type": "bind", "staff_id": "S667", "window": "W66"}, key=hmac256.Key(bytes(32)))
+        time.sleep(1.0)
+        got = {m["type"] for m in r.gw.frames[mark:]}
+        assert got <= {"hello"}, got  # no done, no error, no health: nothing was obeyed
+        assert not (r.dev.flash / "pair.json").exists() and r.dev.screen() == "unpaired"
+        r.dev.press(3)  # counted only, never journaled
+        time.sleep(0.5)
+        assert not r.gw.received("event", start=mark)
+    finally:
+        r.close()
+
+
 def test_unpaired_then_pairing_and_bitmaps(tmp_path, fw_cache):
     r = Rig(tmp_path, fw_cache, paired=False)
     try:
         r.dev.wait_screen("unpaired")
-        assert r.hello["paired"] == 0 and r.hello["staff_id"] == ""
+        assert r.hello["paired"] == 1 and r.hello["staff_id"] == ""
         mark = r.gw.mark()
         r.gw.send({"type": "invite", "invitation": "X", "cases": ["C1"], "timeout_s": 5})
         assert r.gw.wait_for("error", start=mark)["code"] == 5
         r.dev.press(3)  # unpaired: counted only, never journaled
         h = r.gw.wait_for("health", lambda m: m["uninvited"] == 1)
         assert h["journal_depth"] == 0
-        r.gw.send({"type": "bind", "staff_id": "S042", "window": "W03", "key": KEY})
-        r.gw.set_key(KEY)
+        r.gw.send({"type": "bind", "staff_id": "S042", "window": "W03"})
         h = r.gw.wait_for("health", lambda m: m["staff_id"] == "S042")
         assert h["uninvited"] == 1 and h["journal_depth"] == 0
         r.dev.wait_screen("idle")

@@ -13,6 +13,7 @@ from support.fakegw import FakeGateway
 from support.simdevice import SimDevice, install
 
 from simulator.hall import DEFAULT_HEAP
+from tools.provision import write_key_dir
 
 KEY = bytes(range(32))
 CUTS = 30
@@ -25,8 +26,8 @@ def rig(tmp_path, tmp_path_factory):
     gw.set_key(KEY)
     flash = tmp_path / "flash"
     main = install(flash, tmp_path_factory.mktemp("fw-mpy-cut"))
-    (flash / "pair.json").write_text(json.dumps({"staff_id": "S001", "window": "W01",
-                                                  "key": KEY.hex()}))
+    write_key_dir(flash, KEY)  # what `hcp tool provision` writes over USB
+    (flash / "pair.json").write_text(json.dumps({"staff_id": "S001", "window": "W01"}))
     # The simulator's heap: the 64K budget (simulator/hall.py DEFAULT_HEAP).
     dev = SimDevice(flash, gw.path, device_id="EV-CUT", main=main, heap=DEFAULT_HEAP)
     yield gw, dev

@@ -5,7 +5,7 @@ unrated sessions, time correction, security checks, and a full disk."""
 import base64
 import time
 
-from support.gwfixtures import connect, invite, pair, records, rows
+from support.gwfixtures import connect, invite, pair, provision_key, records, rows
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
@@ -114,43 +114,50 @@ def test_forged_replayed_and_untagged_frames_are_rejected_and_counted(hall):
     assert d["rejected"]["badtag"] >= 1
 
 
-def test_unpaired_devices_only_get_to_pair(hall):
-    dev = connect(hall.device("EV-5"))
+def test_unprovisioned_devices_get_no_answer_and_are_listed_for_the_technician(hall):
+    dev = hall.device("EV-5", provision=False)
+    for _ in range(3):
+        dev.hello()
+        dev.poll(0.3)
     dev.health()
-    code, d = hall.api("GET", "/api/devices/EV-5")
-    assert code == 200 and d["paired"] is False
     dev.event("uninvited", 5)
     dev.event("rating", 5, (), "INV-X")
-    wait_for(lambda: hall.gw.registry.rejected.get("unpaired", 0) >= 2, what="unpaired rejected")
-    time.sleep(0.1)
-    dev.poll(0.05)
-    assert dev.acked == [] and rows(hall.db, "SELECT count(*) FROM events")[0][0] == 0
-    # An invitation for its window is impossible: nothing is bound there.
-    code, body = hall.api("POST", "/api/invitations", {"window": "A09", "cases": ["P"]})
-    assert code == 404
-    # Pairing works, and then its journal is accepted.
+    wait_for(lambda: hall.gw.registry.rejected.get("unknown", 0) >= 5, what="unknown rejected")
+    dev.poll(0.2)
+    assert dev.received == []  # not a frame to a device without a key
+    assert rows(hall.db, "SELECT count(*) FROM events")[0][0] == 0
+    assert rows(hall.db, "SELECT count(*) FROM devices")[0][0] == 0
+    assert hall.api("GET", "/api/devices/EV-5")[0] == 404
+    code, lst = hall.api("GET", "/api/devices")
+    assert lst["devices"] == [] and [(d["device_id"], d["link"]) for d in lst["unprovisioned"]] == [
+        ("EV-5", "serial:" + dev.t.name)]
+    # Pairing it is refused until it is provisioned (over USB).
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-5", "staff_id": "S5", "window": "A09"})
+    assert code == 409 and "provision" in body["error"]
+    provision_key(hall, dev)
+    connect(dev)
     pair(hall, dev, "S5", "A09")
-    dev.resend()
+    dev.resend()  # the journal, tagged now
     dev.wait(lambda: not dev.journal)
+    assert hall.api("GET", "/api/devices")[1]["unprovisioned"] == []
 
 
-def test_interrupted_pairing_is_completed_at_the_next_hello(hall):
+def test_pairing_while_offline_is_completed_at_the_next_hello(hall):
     dev = hall.device("EV-6")
     code, body = hall.api("POST", "/api/pair", {"device_id": "EV-6", "staff_id": "S6", "window": "A06"})
-    assert code == 201 and body["sent"] is False  # never heard of: sent at its hello
+    assert code == 201 and body["sent"] is False  # never heard: sent at its hello
     connect(dev)
-    dev.wait(lambda: dev.key is not None and dev.staff_id == "S6")
-    dev.health()
+    dev.wait(lambda: dev.staff_id == "S6")
     wait_for(lambda: hall.gw.registry.get("EV-6").key_confirmed, what="key confirmed")
-    # Once the key is confirmed, an untagged hello claiming to be unpaired gets nothing.
-    n = len(dev.got("bind"))
+    # An untagged hello claiming to be unpaired gets nothing.
+    n = len(dev.received)
     key, dev.key = dev.key, None
     dev.hello(paired=0)
     wait_for(lambda: hall.gw.registry.rejected.get("untagged", 0) >= 1, what="untagged refused")
     dev.key = key
     time.sleep(0.1)
     dev.poll(0.05)
-    assert len(dev.got("bind")) == n
+    assert len(dev.received) == n
 
 
 def _press_until_full(hall, dev, score):
@@ -245,7 +252,7 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
             self.seqs.append(fr.decode(bytes(data[:-1])).seq)
 
     reg = Registry()
-    dev = reg.get("EV-S", create=True)
+    dev = reg.add("EV-S")
     dev.link, dev.online = SlowLink(), True
     router = Router(reg, committer=None, cfg=None, session=1)
 
@@ -261,19 +268,18 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
     assert dev.link.seqs == sorted(dev.link.seqs) and len(dev.link.seqs) == 100
 
 
-def test_a_flood_of_made_up_devices_is_capped(hall, monkeypatch):
+def test_made_up_devices_register_nothing_and_the_heard_table_is_bounded(hall, monkeypatch):
     from gateway import registry
 
-    monkeypatch.setattr(registry, "MAX_DEVICES", 3)
+    monkeypatch.setattr(registry, "HEARD_MAX", 3)
     dev = connect(hall.device("EV-F0"))
-    for i in range(1, 6):
+    for i in range(1, 7):
         FakeDevice = type(dev)
         FakeDevice("EV-F%d" % i, dev.t).hello()
-    wait_for(lambda: hall.gw.registry.rejected.get("too_many", 0) >= 3, what="too_many counted")
-    assert len(hall.gw.registry.devices) == 3
-    # Pairing is never refused by the cap.
-    code, _ = hall.api("POST", "/api/pair", {"device_id": "EV-NEW", "staff_id": "S", "window": "W"})
-    assert code == 201 and hall.gw.registry.get("EV-NEW") is not None
+    wait_for(lambda: hall.gw.registry.rejected.get("unknown", 0) >= 6, what="unknown counted")
+    assert list(hall.gw.registry.devices) == ["EV-F0"]
+    assert [d["device_id"] for d in hall.gw.registry.unprovisioned()] == ["EV-F4", "EV-F5", "EV-F6"]
+    assert rows(hall.db, "SELECT device_id FROM devices") == [("EV-F0",)]
 
 
 def test_a_read_only_database_stops_acks_and_recovers(hall):

@@ -39,7 +39,7 @@ def test_wifi_device_over_mqtt_is_the_same_device_on_serial(tmp_path, mosquitto)
     with InProcess(conf) as gw:
         wait_for(lambda: gw.gw.mqtt.connected, what="gateway on the broker")
         mt = MqttTransport(mosquitto.port, "EV-M")
-        dev = connect(FakeDevice("EV-M", mt, boot=5))
+        dev = connect(FakeDevice("EV-M", mt, boot=5), gw)
         pair(gw, dev, "S-M", "W-M")
         invite(gw, dev, "W-M", ["P-1", "P-2"])
         eid = dev.rate(5)

@@ -11,6 +11,7 @@ from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
 from gateway import db
+from protocol import hmac256
 
 
 def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(hall):
@@ -29,14 +30,16 @@ def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(h
                                                 "replace": True, "actor": "tech-7"})
     assert code == 201 and body["replaced"][0]["device_id"] == "EV-A"
     a.wait(lambda: a.unbound == 1 and a.staff_id == "")
-    b.wait(lambda: b.key is not None and b.staff_id == "S1")
-    assert a.key.raw == old_key  # an unbind keeps the key (docs/link.md)
+    b.wait(lambda: b.staff_id == "S1")
+    assert a.key.raw == old_key  # keys are not pairing's: only the USB cable changes one
     code, got = hall.api("GET", "/api/bindings")
     assert [(x["device_id"], x["staff_id"], x["window"]) for x in got["bindings"]] == [("EV-B", "S1", "W2")]
     code, audit = hall.api("GET", "/api/audit")
     actions = [(x["action"], x["device_id"]) for x in reversed(audit["audit"])]
-    assert actions == [("bind", "EV-A"), ("refuse", "EV-B"), ("refuse", "EV-B"), ("unbind", "EV-A"),
-                       ("replace", "EV-B")]
+    assert actions == [("provision", "EV-A"), ("provision", "EV-B"), ("bind", "EV-A"), ("refuse", "EV-B"),
+                       ("refuse", "EV-B"), ("unbind", "EV-A"), ("replace", "EV-B")]
+    assert all("key" not in x["detail"].replace("new key", "").replace("previous key", "")
+               for x in audit["audit"]) and old_key.hex() not in str(audit)
     assert audit["audit"][0]["actor"] == "tech-7"
     # Unpair: audited, the device told.
     code, body = hall.api("POST", "/api/unpair", {"device_id": "EV-B"})
@@ -47,22 +50,38 @@ def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(h
     assert code == 404
 
 
-def test_re_pairing_sends_a_new_key_tagged_with_the_old_one(hall):
+def test_re_pairing_leaves_the_key_and_re_provisioning_takes_over_when_the_device_uses_it(hall):
     dev = connect(hall.device("EV-K"))
     pair(hall, dev, "S1", "W1")
     k1 = dev.key.raw
-    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-K", "staff_id": "S1", "window": "W1",
+    code, body = hall.api("POST", "/api/pair", {"device_id": "EV-K", "staff_id": "S2", "window": "W2",
                                                 "replace": True})
     assert code == 201
-    dev.wait(lambda: dev.key.raw != k1)  # the device accepted a bind it checked with k1
-    assert dev.refused == {}
-    dev.health()
-    wait_for(lambda: hall.gw.registry.get("EV-K").key_confirmed, what="new key confirmed")
+    dev.wait(lambda: dev.staff_id == "S2")  # the bind was tagged with k1: no key in it
+    assert dev.key.raw == k1 and not any("key" in m for m in dev.got("bind"))
+    # The technician provisions again (a device suspected of a leaked key):
+    # until the device is seen using the new key, the old one still works.
+    code, body = hall.api("POST", "/api/devices/EV-K/key")
+    assert code == 201 and body["reprovisioned"] and bytes.fromhex(body["key"]) != k1
     eid = dev.press(3)
+    dev.wait(lambda: eid in dev.acked)
+    assert not hall.gw.registry.get("EV-K").key_confirmed
+    dev.set_key(bytes.fromhex(body["key"]))  # written over USB; the device restarts
+    dev.reboot()
+    connect(dev)
+    wait_for(lambda: hall.gw.registry.get("EV-K").key_confirmed, what="new key confirmed")
+    assert dev.refused == {}
+    # From now on the old key is worthless.
+    before = hall.gw.registry.rejected.get("badtag", 0)
+    dev.health(key=hmac256.Key(k1))
+    wait_for(lambda: hall.gw.registry.rejected.get("badtag", 0) == before + 1, what="old key refused")
+    eid = dev.press(4)
     dev.wait(lambda: eid in dev.acked)
 
 
 def test_the_database_refuses_a_second_binding_even_concurrently(hall, tmp_path):
+    for name in ["EV-%d" % i for i in range(8)] + ["EV-C%d" % i for i in range(6)]:
+        assert hall.api("POST", "/api/devices/%s/key" % name)[0] == 201
     for i in range(8):
         code, _ = hall.api("POST", "/api/pair", {"device_id": "EV-%d" % i, "staff_id": "S-%d" % i,
                                                  "window": "W-%d" % i})

@@ -49,11 +49,11 @@ def test_kill9_and_upstream_outage_lose_nothing_and_double_nothing(tmp_path, mos
     acked_seen = set()
     try:
         for i, dev in enumerate(devs):
-            connect(dev)  # hello until answered, as a device does
+            connect(dev, gw)  # provisioned, then hello until answered, as a device does
             code, body = gw.api("POST", "/api/pair", {"device_id": dev.device_id, "staff_id": "S%d" % i,
                                                       "window": "W%d" % i})
             assert code == 201, body
-            dev.wait(lambda dev=dev: dev.key is not None)
+            dev.wait(lambda dev=dev, i=i: dev.staff_id == "S%d" % i)
             dev.health()
 
         kills = []

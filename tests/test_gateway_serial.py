@@ -22,7 +22,7 @@ def test_ports_come_and_go_without_disturbing_the_others(tmp_path):
     tc = PtyTransport(str(tmp_path), "ttyFIXED")
     spare = []
     with InProcess(conf) as gw:
-        a, b, c = (connect(FakeDevice(n, t)) for n, t in (("EV-A", ta), ("EV-B", tb), ("EV-C", tc)))
+        a, b, c = (connect(FakeDevice(n, t), gw) for n, t in (("EV-A", ta), ("EV-B", tb), ("EV-C", tc)))
         for dev, n in ((a, 1), (b, 2), (c, 3)):
             pair(gw, dev, "S%d" % n, "W%d" % n)
 
@@ -73,7 +73,7 @@ def test_a_port_that_takes_no_data_does_not_hold_up_the_others(tmp_path):
     ta = PtyTransport(str(byid), "usb-A")
     tb = PtyTransport(str(byid), "usb-B")
     with InProcess(conf) as gw:
-        a, b = connect(FakeDevice("EV-A", ta)), connect(FakeDevice("EV-B", tb))
+        a, b = connect(FakeDevice("EV-A", ta), gw), connect(FakeDevice("EV-B", tb), gw)
         pair(gw, a, "S1", "W1")
         pair(gw, b, "S2", "W2")
         # A stops reading; the gateway keeps sending it big images.

@@ -58,7 +58,6 @@ def message(draw, code=None):
         msg["timeout_s"] = draw(st.integers(1, 0xFFFF))
     elif t == "bind":
         msg["staff_id"] = draw(text.filter(bool))
-        msg["key"] = draw(st.sampled_from([b"", bytes(32)]) | keys)
     elif t == "bitmap":
         msg["width"] = draw(st.integers(1, 256))
         msg["height"] = draw(st.integers(1, 64))

@@ -82,12 +82,20 @@ class _Gateway:
         return res
 
     def device_on_port(self, port):
-        devs = self.need("GET", "/api/devices")["devices"]
+        got = self.need("GET", "/api/devices")
         real = os.path.realpath(port)
-        for d in devs:
+
+        def on_port(d):
             link = (d.get("link") or "").split(":", 1)[-1]  # "serial:/dev/ttyUSB0"
-            if link and (link == port or os.path.realpath(link) == real):
+            return link and (link == port or os.path.realpath(link) == real)
+
+        for d in got["devices"]:
+            if on_port(d):
                 return d["device_id"]
+        for d in got.get("unprovisioned") or ():
+            if on_port(d):
+                raise click.ClickException("device %s on %s has no key yet: provision it over its USB cable "
+                                           "first (hcp tool provision)" % (d["device_id"], port))
         raise click.ClickException("no device has said hello on %s; is it connected and flashed?" % port)
 
     def reasons(self):
@@ -108,6 +116,41 @@ def _gateway_options(f):
     return f
 
 
+# -- provision -------------------------------------------------------------------
+@tool.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Flash directory of a sim device.")
+@click.option("--port", help="USB serial port of a real board (mpremote), e.g. /dev/ttyACM0.")
+@click.option("--board", help="Board name from boards.toml (with --port: where its flash is).")
+@click.option("--device", "device_id", help="Device id for a sim device that never booted (default: a new one).")
+@_gateway_options
+def provision(directory, port, board, device_id, config, api, token):
+    """Give a device its key, over its USB cable: the gateway makes a new key
+    and registers it, and this tool writes it into the device. The key never
+    crosses the hall network in clear: the tool asks only a gateway on this
+    machine or over https. A device provisioned again keeps its binding; the
+    gateway takes its old key until it first uses the new one (restart it).
+
+    Example: hcp tool provision --port /dev/ttyACM0 --board esp32 --config hall.toml
+    """
+    from tools import provision as _prov
+
+    if bool(port) == bool(directory):
+        raise click.UsageError("give exactly one of --port (a real board) or --dir (a sim device)")
+    gw = _Gateway(config, api, token)
+    try:
+        if directory:
+            did, again = _prov.provision_dir(gw, directory, device_id)
+        else:
+            if not board:
+                raise click.UsageError("--port needs --board (where the board keeps its files)")
+            root = _flash.board_settings(board).get("storage", {}).get("dir", "/")
+            did, again = _prov.provision_port(gw, port, root)
+    except (_prov.ProvisionError, _flash.FlashError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo("provisioned %s%s; restart the device to use its key, then pair it (hcp tool pair --device %s)"
+               % (did, " again (its old key works until it uses the new one)" if again else "", did))
+
+
 # -- pair / unpair -----------------------------------------------------------------
 @tool.command()
 @click.option("--staff", "staff_id", required=True, help="Staff account id (工号).")
@@ -121,8 +164,7 @@ def _gateway_options(f):
                                      "the config). Upper-case alphanumeric URLs make the smallest QR codes.")
 @_gateway_options
 def pair(staff_id, staff_name, window, device_id, port, replace, url_template, config, api, token):
-    """Bind a device to one staff account at a window: creates the device key,
-    draws the staff card (name, 工号, window, QR code of the staff's
+    """Bind a provisioned device to one staff account at a window: draws the staff card (name, 工号, window, QR code of the staff's
     evaluation URL) and sends it. One code, one account: a staff account or
     device bound elsewhere is refused, with the current binding shown."""
     if bool(device_id) == bool(port):
@@ -206,7 +248,8 @@ def _screen(gw, device_id, directory):
 def list_(as_json, config, api, token):
     """All devices the gateway knows, with binding and status."""
     gw = _Gateway(config, api, token)
-    devs = gw.need("GET", "/api/devices")["devices"]
+    got = gw.need("GET", "/api/devices")
+    devs = got["devices"]
     if as_json:
         click.echo(json.dumps(devs, ensure_ascii=False))
         return
@@ -219,3 +262,6 @@ def list_(as_json, config, api, token):
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for d in got.get("unprovisioned") or ():
+        click.echo("not provisioned: %s on %s (board %s, fw %s): hcp tool provision"
+                   % (d["device_id"], d.get("link") or "?", d.get("board") or "-", d.get("fw") or "-"))

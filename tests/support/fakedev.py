@@ -164,6 +164,10 @@ class FakeDevice:
     def now(self):
         return int(time.time()) if self.clock else 0
 
+    def set_key(self, raw):
+        """What the technician's tool does over USB (hcp tool provision)."""
+        self.key = hmac256.Key(raw) if raw else None
+
     def send(self, msg, key="own", session=None, seq=None):
         """Encode and write one message. key="own" tags with the device key
         (if any); None sends untagged; an hmac256.Key forges with that key."""
@@ -270,8 +274,6 @@ class FakeDevice:
                 self.acked.append(tuple(i))
                 self.journal.pop(tuple(i), None)
         elif t == "bind":
-            if msg["key"]:
-                self.key = hmac256.Key(msg["key"])
             self.staff_id = msg["staff_id"]
             self.window = msg["window"]
         elif t == "unbind":

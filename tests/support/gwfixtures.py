@@ -25,10 +25,12 @@ def hall(tmp_path):
     conf = write_config(tmp_path, ports=[str(byid / "*")], upstreams=[dead_http_upstream()])
     opened = []
 
-    def device(device_id, boot=3, **kw):
+    def device(device_id, boot=3, provision=True, **kw):
         t = PtyTransport(str(byid), "usb-" + device_id)
         dev = FakeDevice(device_id, t, boot=boot, **kw)
         opened.append(t)
+        if provision:
+            provision_key(gw, dev)
         return dev
 
     with InProcess(conf) as gw:
@@ -41,8 +43,11 @@ def hall(tmp_path):
         t.close()
 
 
-def connect(dev, timeout=5.0):
-    """hello until the gateway answers (it may not have opened the port yet)."""
+def connect(dev, gw=None, timeout=5.0):
+    """hello until the gateway answers (it may not have opened the port yet).
+    With gw, a device without a key is provisioned first."""
+    if gw is not None and dev.key is None:
+        provision_key(gw, dev)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         n = len(dev.received)
@@ -55,11 +60,19 @@ def connect(dev, timeout=5.0):
     raise AssertionError("gateway never answered %s" % dev.device_id)
 
 
+def provision_key(gw, dev):
+    """The technician's step over USB: a key from the gateway, into the device."""
+    code, body = gw.api("POST", "/api/devices/%s/key" % dev.device_id)
+    assert code == 201, body
+    dev.set_key(bytes.fromhex(body["key"]))
+    return body
+
+
 def pair(gw, dev, staff, window, **extra):
     code, body = gw.api("POST", "/api/pair", dict({"device_id": dev.device_id, "staff_id": staff,
                                                    "window": window}, **extra))
     assert code == 201, body
-    dev.wait(lambda: dev.key is not None and dev.staff_id == staff)
+    dev.wait(lambda: dev.staff_id == staff)
     dev.health()  # the first tagged frame confirms the key
     wait_for(lambda: gw.gw.registry.get(dev.device_id).key_confirmed, what="key confirmed")
     return body
