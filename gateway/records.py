@@ -9,9 +9,13 @@ What of a device's event the gateway believes, decided here too:
 - `press_time()`: when the press happened. A device clock that cannot be
   right (before TIME_FLOOR, or more than FUTURE_TOLERANCE_S ahead of the
   moment the gateway received the event) is not used.
+- `valid_reasons()`: which 差评 reason codes are kept. Only codes of the
+  hall's catalogue (config `[device] reasons`) reach the events table, the
+  records' `evalDetail` (codes joined by commas) and the monthly report.
 """
 
 import json
+import re
 import time
 
 # The wire score (protocol/README.md: 5 = 非常满意 ... 1 = 非常不满意) to the
@@ -61,6 +65,37 @@ def press_time(device_time, uptime_ms, boot, received_at, ref):
         if t <= received_at + FUTURE_TOLERANCE_S:
             return t, "uptime"
     return received_at, "received"
+
+
+# Never in a reason code: the comma separates codes in `evalDetail` and in
+# events.reasons; control characters (C0, DEL, C1) have no place in a code.
+_NOT_IN_CODE = re.compile("[,\x00-\x1f\x7f-\x9f]")
+
+
+def valid_reasons(kind, score, reasons, catalogue):
+    """(the reason codes to keep, how many were dropped) for one event.
+
+    catalogue: the configured codes (`cfg.reason_codes`; a frozenset made
+    once is the fast way). Only a 差评 (kind "rating", score 1 or 2) has
+    reasons; of its codes those kept are the strings of the catalogue without
+    a comma or a control character, each once, in the order sent. Every
+    other code is dropped and counted, and so is any code on an event that
+    is not a 差评. A 差评 none of whose codes is kept stays a 差评 with no
+    reason (the catalogue has no "reason not given" code; R8 其他问题 is a
+    citizen's choice): counted at its level, no reason counted or sent.
+    The event itself is never refused here. Returns `reasons` itself when
+    nothing is dropped."""
+    if not reasons:
+        return reasons, 0
+    if kind != "rating" or score not in (1, 2):
+        return [], len(reasons)
+    kept = []
+    for code in reasons:
+        if type(code) is str and code in catalogue and code not in kept and not _NOT_IN_CODE.search(code):
+            kept.append(code)
+    if len(kept) == len(reasons):
+        return reasons, 0
+    return kept, len(reasons) - len(kept)
 
 
 _local = {}  # ts + offset -> its text: press times repeat (devices' clocks tick in seconds)
