@@ -127,8 +127,11 @@ def _in_main_thread():
 
 
 def signal_name(exc):
-    """"SIGTERM" for a Stopped, "Ctrl-C" for a plain KeyboardInterrupt."""
-    return getattr(exc, "name", None) or "Ctrl-C"
+    """What stopped us, for a person: "SIGTERM", "SIGHUP", or "Ctrl-C" for
+    SIGINT and a plain KeyboardInterrupt."""
+    if getattr(exc, "signum", signal.SIGINT) == signal.SIGINT:
+        return "Ctrl-C"
+    return exc.name
 
 
 @contextlib.contextmanager
