@@ -102,6 +102,8 @@ class Dashboard(threading.Thread):
         # needed by the alert rules, which can wait a minute. Under a heavy
         # ingest this keeps the event scans off the GIL the ACKs need.
         self._viewed = -UNWATCHED_AFTER_S  # nobody has looked yet
+        self._stale = None  # {"since", "error"} while the database cannot be read (run())
+        self._bugs = {}  # message -> when its traceback was logged (run())
 
     # --- for the API -------------------------------------------------------
     def snapshot(self):
@@ -147,13 +149,53 @@ class Dashboard(threading.Thread):
             self.join(timeout)
 
     def run(self):
+        """tick() every tick_s. A database that cannot be read (damaged
+        pages, an I/O error: sqlite3.Error) is logged once per message, and
+        once when it reads again; the page keeps the last snapshot, marked
+        `stale`. Anything else is a bug: its traceback at most once per
+        message per BUG_LOG_S."""
         while True:
             try:
                 self.tick()
-            except Exception:
-                log.exception("dashboard tick")
+            except (sqlite3.Error, GatewayError) as err:
+                self._trouble(err)
+            except Exception as err:
+                self._bug(err)
             if self._halt.wait(self.tick_s):
                 break
+
+    def _trouble(self, err):
+        """The figures cannot be read: say so once per message; mark the last
+        snapshot stale (it is still served)."""
+        msg = str(err) or type(err).__name__
+        if self._stale is None or self._stale["error"] != msg:
+            log.warning("dashboard: cannot read the database: %s; the page shows the last figures,"
+                        " marked stale, until it reads again", msg)
+        since = self._stale["since"] if self._stale is not None else time.time()
+        self._stale = {"since": since, "error": msg}
+        self._mark_stale(self._stale)
+
+    def _mark_stale(self, stale):
+        with self._lock:
+            if self._snapshot is not None:
+                self._snapshot = dict(self._snapshot, stale=dict(stale))
+
+    def _recovered(self):
+        if self._stale is not None:
+            log.warning("dashboard: the database reads again after %.0f s", time.time() - self._stale["since"])
+            self._stale = None
+
+    def _bug(self, err):
+        """A traceback per distinct message at most every BUG_LOG_S."""
+        msg = "%s: %s" % (type(err).__name__, err)
+        now = time.monotonic()
+        for m in [m for m, t in self._bugs.items() if now - t >= BUG_LOG_S]:
+            del self._bugs[m]
+        if msg not in self._bugs:
+            self._bugs[msg] = now
+            log.exception("dashboard tick (logged once a minute at most while it repeats)")
+        old = (self._snapshot or {}).get("stale")
+        self._mark_stale({"since": old["since"] if old else time.time(), "error": msg})
 
     def tick(self, now=None):
         now = time.time() if now is None else now
@@ -170,6 +212,13 @@ class Dashboard(threading.Thread):
         mq = self.gw.mqtt
         if mq is not None:
             self.book.flush(mq.connected, mq.connects)
+        # Figures a cache kept because the database refused them: stale.
+        failed = self._month.failed or self._day.failed
+        if failed is not None:
+            self._trouble(failed)
+        else:
+            self._recovered()
+        snap["stale"] = None if self._stale is None else dict(self._stale)
         with self._lock:
             self._snapshot = snap
         return snap
@@ -262,9 +311,19 @@ def read(conn, name, *args):
     from the same committed state."""
     conn.execute("BEGIN")
     try:
-        return READERS[name](conn, *args)
-    finally:
-        conn.execute("COMMIT")
+        out = READERS[name](conn, *args)
+    except BaseException:
+        # The reader's error is the one to see: SQLite may have rolled the
+        # transaction back already (an I/O error), so a COMMIT here would
+        # fail again ("no transaction is active") and hide it.
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        raise
+    conn.execute("COMMIT")
+    return out
 
 
 def read_month(c, month, p):
@@ -334,6 +393,7 @@ BAD_TODAY_SHOWN = 100  # a hall has a handful a day; a flood must not cost every
 UNWATCHED_AFTER_S = 30.0  # no /api/dashboard request for this long: nobody is watching
 UNWATCHED_REFRESH_S = 60.0  # then the month's scan at most this often (its alert rules' pace)
 UNWATCHED_DAY_S = 3.0  # and today's figures at most this often (差评 alerts, /metrics)
+BUG_LOG_S = 60.0  # a failing tick's traceback: once per message this often at most
 
 
 class _Cache:
@@ -352,6 +412,7 @@ class _Cache:
         self.cost = 0.0
         self.mono = 0.0
         self.runs = 0
+        self.failed = None  # the error of the last computation, None if it worked
 
     def get(self, key, now, *args):
         if self.value is not None:
@@ -363,10 +424,14 @@ class _Cache:
         try:
             self.value = self.fn(*args)
         except (sqlite3.Error, GatewayError) as err:
+            # Kept: the last value; the dashboard says it is stale and logs
+            # the error (once). Retried no sooner than a computation would be.
+            self.failed = err
+            self.mono = t0
             if self.value is None:
                 raise
-            log.warning("dashboard figures: %s", err)
             return self.value
+        self.failed = None
         self.cost = time.monotonic() - t0
         self.mono, self.key, self.at = t0, key, now
         self.runs += 1
