@@ -181,3 +181,49 @@ def devices(config_path, device_id):
             d["device_id"], "online" if d["online"] else "offline",
             "paired" if d["paired"] else "unpaired", d["staff_id"] or "-", d["window"] or "-",
             d["fw"] or "?", d["journal_depth"]))
+
+
+@gateway.command(name="broker-config")
+@_config_option
+@click.option("--out", "out_dir", required=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Directory for mosquitto.conf, passwd, acl, certificates, credentials (made 0700).")
+@click.option("--host", "hosts", multiple=True, metavar="NAME",
+              help="Host name or address devices and the gateway use for the broker, for its "
+                   "certificate (repeat; default: this host's name, localhost, 127.0.0.1).")
+@click.option("--port", default=8883, show_default=True, type=click.IntRange(1, 65535),
+              help="The TLS listener's port.")
+@click.option("--bind", default="0.0.0.0", show_default=True, help="Address the listener binds.")
+@click.option("--device", "devices", multiple=True, metavar="ID",
+              help="A device user beside those the gateway's database holds a key for (repeat).")
+@click.option("--reader", "readers", multiple=True, metavar="USER=FILTER",
+              help="A user that may read FILTER, e.g. platform=hcp/records/# (repeat).")
+def broker_config(config_path, out_dir, hosts, port, bind, devices, readers):
+    """Write a Mosquitto config for the hall broker: a TLS listener, no
+    anonymous clients, a user per device and for the gateway, and an ACL that
+    lets each device publish only its own up topic and read only its own
+    down topic, and only the gateway read them all. Running it again keeps
+    the CA and every password (new devices get theirs).
+
+    Example: hcp gateway broker-config -c hall.toml --out /etc/mosquitto/hcp --host gw.hall.local
+    """
+    from gateway import broker_config as bc
+
+    cfg = _load(config_path)
+    rd = {}
+    for r in readers:
+        user, sep, flt = r.partition("=")
+        if not sep or not user or not flt:
+            raise click.BadParameter("%r: give USER=FILTER" % r, param_hint="--reader")
+        rd.setdefault(user, []).append(flt)
+    try:
+        got = bc.write(cfg, out_dir, hosts=hosts, port=port, bind=bind, devices=devices, readers=rd)
+    except GatewayError as err:
+        raise click.ClickException(str(err)) from err
+    out = os.path.abspath(out_dir)
+    click.echo("wrote %s (%d users: the gateway, %d devices, %d readers); certificate for %s"
+               % (got["conf"], got["users"], len(got["devices"]), len(rd), ", ".join(got["hosts"])))
+    click.echo("run it: mosquitto -c %s   (or include it from /etc/mosquitto/conf.d; the mosquitto user "
+               "must read the files)" % got["conf"])
+    click.echo("then in %s:\n[mqtt]\nhost = \"%s\"\nport = %d\nusername = \"%s\"\npassword_file = \"%s\"\n"
+               "tls = { ca = \"%s\" }" % (config_path, got["hosts"][0], port, got["gateway_user"],
+                                          os.path.join(out, "gateway.password"), os.path.join(out, "ca.crt")))

@@ -302,6 +302,9 @@ def _upstreams(c, data, retention=None, hall_id="hall", base="."):
             settings["client_id"] = "hcp-gw-%s-%s" % (hall_id, name)
         if "tls" in settings:
             settings["tls"] = _tls_paths(settings["tls"], base)
+        if "password_file" in settings:  # the secret stays out of a config that is shared
+            settings["password"] = secret(c, settings, key, "password", base)
+            del settings["password_file"]
         try:
             mod = _forwarder_module(kind)
         except ImportError as err:

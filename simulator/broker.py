@@ -51,7 +51,7 @@ def mosquitto_path():
 class BrokerProcess:
     """A broker on 127.0.0.1:port. kind is "mosquitto" or "amqtt"."""
 
-    def __init__(self, workdir, port=None, kind="auto", persistent=False):
+    def __init__(self, workdir, port=None, kind="auto", persistent=False, secure_conf=None):
         if kind == "auto":
             kind = "mosquitto" if mosquitto_path() else "amqtt"
         if kind not in ("mosquitto", "amqtt"):
@@ -63,6 +63,11 @@ class BrokerProcess:
         # disk when it stops, so a restart loses nothing it had accepted
         # (what a production broker does; amqtt has no persistence).
         self.persistent = persistent and kind == "mosquitto"
+        # secure_conf: a mosquitto.conf written by `hcp gateway broker-config`
+        # (TLS listener, users, ACL), used instead of the open loopback one.
+        if secure_conf is not None and kind != "mosquitto":
+            raise ValueError("the broker-config (TLS, users, ACL) is Mosquitto's")
+        self.secure_conf = secure_conf
         self.workdir = str(workdir)
         self.port = port or free_port()
         self.host = "127.0.0.1"
@@ -74,8 +79,12 @@ class BrokerProcess:
             return [sys.executable, "-m", "simulator.broker", "--port", str(self.port)]
         conf = os.path.join(self.workdir, "mosquitto-%d.conf" % self.port)
         with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\n" % self.port)
-            f.write("allow_anonymous true\n")
+            if self.secure_conf is not None:
+                with open(self.secure_conf) as g:
+                    f.write(g.read())
+            else:
+                f.write("listener %d 127.0.0.1\n" % self.port)
+                f.write("allow_anonymous true\n")
             f.write("max_queued_messages 0\n")  # 0 = unlimited
             f.write("max_inflight_messages 0\n")
             if self.persistent:

@@ -90,13 +90,18 @@ class PtyTransport:
 class MqttTransport:
     """The device side of the gateway's MQTT ingest topics."""
 
-    def __init__(self, port, device_id, hall="hall-1", prefix="hcp", host="127.0.0.1"):
+    def __init__(self, port, device_id, hall="hall-1", prefix="hcp", host="127.0.0.1", username=None,
+                 password=None, ca=None):
         import paho.mqtt.client as mqtt
 
         self.q = queue.SimpleQueue()
         self.up = "%s/%s/dev/%s/up" % (prefix, hall, device_id)
         self.down = "%s/%s/dev/%s/down" % (prefix, hall, device_id)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-%s" % device_id)
+        if username:  # a hall broker set up by `hcp gateway broker-config`
+            self.client.username_pw_set(username, password)
+        if ca:
+            self.client.tls_set(ca_certs=ca)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.down, qos=1)
         self.client.on_message = lambda c, u, m: self.q.put(m.payload)
         self.client.connect("127.0.0.1" if host is None else host, port)
