@@ -141,6 +141,7 @@ def stop_on_signals(reap_grace=3.0):
     however it ends, no descendant process is left (`reap_children`).
     Outside the main thread it only reaps."""
     old = {}
+    earlier = frozenset(descendants())  # not ours to stop (a test runner's broker, say)
     if _in_main_thread():
         old = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
         for sig in STOP_SIGNALS:
@@ -153,7 +154,7 @@ def stop_on_signals(reap_grace=3.0):
                 signal.signal(sig, _note)
         _stopping.set()
         try:
-            reap_children(reap_grace)
+            reap_children(reap_grace, spare=earlier)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
@@ -187,9 +188,10 @@ def shielded():
                 signal.raise_signal(sig)
 
 
-def descendants(pid=None):
+def descendants(pid=None, spare=()):
     """Pids of every live process below `pid` (default: this one), children
-    of children included, from /proc."""
+    of children included, from /proc; without the processes in `spare` and
+    what is below them."""
     pid = os.getpid() if pid is None else pid
     kids = {}
     for name in os.listdir("/proc"):
@@ -205,29 +207,29 @@ def descendants(pid=None):
     out, todo = [], [pid]
     while todo:
         for child in kids.get(todo.pop(), ()):
-            out.append(child)
-            todo.append(child)
+            if child not in spare:
+                out.append(child)
+                todo.append(child)
     return out
 
 
-def _reap_zombies():
-    """Collect the exit status of our own ended children (not Popen objects'
-    business any more: the command is ending)."""
-    while True:
+def _reap_zombies(pids):
+    """Collect the exit status of those of `pids` that are our own ended
+    children (no Popen will wait for them now: the command is ending)."""
+    for pid in pids:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child, or collected already
+            pass
 
 
-def reap_children(grace=3.0):
-    """The last resort: SIGTERM every descendant still alive, SIGKILL what is
-    left after `grace` seconds. Returns the pids it had to signal."""
+def reap_children(grace=3.0, spare=()):
+    """The last resort: SIGTERM every descendant still alive (but those in
+    `spare` and theirs), SIGKILL what is left after `grace` seconds. Returns
+    the pids it had to signal."""
     signalled = []
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        pids = descendants()
+        pids = descendants(spare=spare)
         if not pids:
             break
         for pid in pids:
@@ -238,11 +240,11 @@ def reap_children(grace=3.0):
                 pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            _reap_zombies()
-            if not descendants():
+            _reap_zombies(signalled)
+            if not descendants(spare=spare):
                 break
             time.sleep(0.05)
-    _reap_zombies()
+    _reap_zombies(signalled)
     return sorted(set(signalled))
 
 
@@ -396,10 +398,15 @@ def http_receiver(workdir, name="upstream-http", port=None):
     return p
 
 
-def mqtt_receiver(workdir, broker_port, topic, name="upstream-mqtt"):
+def mqtt_receiver(workdir, broker_port, topic, name="upstream-mqtt", username=None, password_file=None, ca=None):
     db = os.path.join(str(workdir), name + ".db")
-    p = Proc(name, [sys.executable, "-m", "simulator.upstream", "mqtt", "--port", str(broker_port),
-                    "--topic", topic, "--db", db], workdir, ready_text='"ready": true')
+    args = [sys.executable, "-m", "simulator.upstream", "mqtt", "--port", str(broker_port), "--topic", topic,
+            "--db", db]
+    if username:
+        args += ["--username", username, "--password-file", str(password_file)]
+    if ca:
+        args += ["--ca", str(ca)]
+    p = Proc(name, args, workdir, ready_text='"ready": true')
     p.db = db
     return p
 

@@ -248,10 +248,12 @@ def test_demo_on_a_taken_port_says_why_in_one_line(tmp_path):
 # How the commands are built (simulator/procs.py), in a small program of the
 # same shape, so that the second signal lands in the cleanup for certain: a
 # child the cleanup stops (shielded), and a shell with a child of its own that
-# nobody stops, for the last-resort reaper.
+# nobody stops, for the last-resort reaper (which spares a process started
+# before the command: in-process, a test runner's broker).
 PROGRAM = """
 import os, signal, subprocess, sys, time
 from simulator import procs
+before = subprocess.Popen(["sleep", "61"])  # not the command's: spared
 try:
     with procs.stop_on_signals(reap_grace=1.0):
         child = None
@@ -268,6 +270,9 @@ try:
                 print("cleanup done", flush=True)
 except KeyboardInterrupt as stopped:
     print("stopped by", procs.signal_name(stopped), flush=True)
+    print("spared", before.poll() is None, flush=True)
+    before.kill()
+    before.wait()
     sys.exit(128 + stopped.signum)
 """
 
@@ -283,6 +288,7 @@ def test_a_stop_signal_runs_the_whole_cleanup_and_leaves_no_descendant(tmp_path,
         out = cmd.output()
         said = "Ctrl-C" if sig == signal.SIGINT else sig.name
         assert "cleanup done" in out and "stopped by %s" % said in out, out
+        assert "spared True" in out, out
         assert rc == 128 + sig, (rc, out)
     finally:
         cmd.cleanup()
