@@ -26,16 +26,29 @@
 
 Errors are {"error": text} with 400 (bad request), 401 (token), 404 (not
 found), 409 (binding refused: also "current"; or device not connected), 503
-(storage alarm / database error).
+(storage alarm / database error; or every API connection busy), other 4xx
+for HTTP itself (405 method, 411 chunked body, 413 body > 1 MB, 431 head > 32 KB).
+
+Connections (_Server): at most MAX_CONNECTIONS open, served by at most
+WORKERS threads; idle ones cost no thread and are closed after IDLE_S (or
+sooner, oldest first, to make room); a request must arrive whole within
+REQUEST_S.
 """
 
+import collections
 import hmac
+import http.client
 import json
 import logging
+import queue
 import re
+import selectors
+import socket
+import ssl
 import threading
+import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from gateway.dashboard import Raw, static
 from gateway.errors import (
@@ -51,6 +64,16 @@ from gateway.pairing import MAX_SLOT, _text
 log = logging.getLogger("hcp.gateway.api")
 
 MAX_BODY = 1 << 20
+MAX_HEAD = 32 * 1024  # request line and headers
+MAX_CONNECTIONS = 64  # open at once; then an idle one makes room, or 503 if none is idle
+WORKERS = 16  # threads serving requests (started as needed); idle connections hold none
+IDLE_S = 10.0  # a connection with no request under way is closed after this
+REQUEST_S = 10.0  # a request (TLS handshake, request line, headers, body) must arrive within this
+BACKLOG = 1024  # connections the kernel holds until they are accepted
+QUEUE_S = 1.0  # every connection busy: new ones wait this long in the kernel's queue, then 503
+EVICT_MIN_S = 0.025  # an idle connection younger than this is not closed to make room
+LINGER_S = 1.0  # a refused connection: how long its answer is given to reach the client
+WARN_EVERY_S = 10.0
 
 STATUS = [(InvalidRequest, 400), (NotFound, 404), (BindingError, 409), (DeviceNotConnected, 409),
           (StorageError, 503), (GatewayError, 500)]
@@ -95,8 +118,28 @@ def _lone_surrogate(obj):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One request on a connection the server keeps between requests (its
+    reader and writer outlive the handler: see _Server)."""
+
     server_version = "hcp-gateway"
     protocol_version = "HTTP/1.1"
+
+    def __init__(self, conn, server):  # not StreamRequestHandler's: no setup(), one request
+        self.request = conn.sock
+        self.client_address = conn.addr
+        self.server = server
+        self.tls = conn.tls
+        self.rfile = conn.reader
+        self.wfile = conn.writer
+        self.close_connection = True
+        self.handle_one_request()
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except http.client.LineTooLong as err:  # the request line (headers: parse_request answers)
+            self.command, self.requestline, self.request_version = "", "", "HTTP/1.0"
+            self.send_error(431, str(err))
 
     def log_message(self, fmt, *args):
         log.debug("%s " + fmt, self.client_address[0], *args)
@@ -199,19 +242,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._json(raw) if method == "POST" else {}
             result = route(self.server.gw, method, parts, body, query)
             if result is None:
-                self._reply(404, {"error": "no such endpoint: %s %s" % (method, url.path)})
+                code, obj = 404, {"error": "no such endpoint: %s %s" % (method, url.path)}
             else:
                 code, obj = result
-                self._reply(code, obj)
         except GatewayError as err:
             code = next(c for cls, c in STATUS if isinstance(err, cls))
             obj = {"error": str(err)}
             if getattr(err, "current", None) is not None:
                 obj["current"] = err.current
-            self._reply(code, obj)
         except Exception as err:  # never a traceback to the client
             log.exception("API %s %s", method, self.path)
-            self._reply(500, {"error": "internal error: %s" % type(err).__name__})
+            code, obj = 500, {"error": "internal error: %s" % type(err).__name__}
+        self._reply(code, obj)  # a client gone by now is the server's to note (debug), not an error
 
     def do_GET(self):
         self._dispatch("GET")
@@ -307,22 +349,472 @@ def route(gw, method, parts, body, query):
     return None
 
 
+class _Reader:
+    """The read side of one connection, buffered across the requests of a
+    keep-alive connection (a pipelined request is never lost), with a
+    deadline for the request under way and a budget for its head."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.deadline = 0.0
+        self.head = MAX_HEAD
+
+    def begin(self):
+        """A new request: REQUEST_S and MAX_HEAD from now."""
+        self.deadline = time.monotonic() + REQUEST_S
+        self.head = MAX_HEAD
+
+    def _fill(self):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no whole request within %g s" % REQUEST_S)
+        self.sock.settimeout(left)
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        self.buf += data
+        return True
+
+    def readline(self, limit=-1):
+        cap = self.head + 1 if limit is None or limit < 0 else min(limit, self.head + 1)
+        start = 0
+        while True:
+            i = self.buf.find(b"\n", start, cap)
+            if i >= 0:
+                n = i + 1
+                break
+            if len(self.buf) >= cap:
+                n = cap
+                break
+            start = len(self.buf)
+            if not self._fill():
+                n = len(self.buf)
+                break
+        if n > self.head:
+            raise http.client.LineTooLong("request line and headers longer than %d bytes" % MAX_HEAD)
+        line = bytes(self.buf[:n])
+        del self.buf[:n]
+        self.head -= n
+        return line
+
+    def read(self, n):
+        while len(self.buf) < n and self._fill():
+            pass
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def pending(self):
+        """Bytes of a next request already here (read, or decrypted by TLS)."""
+        return bool(self.buf) or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0)
+
+
+class _Writer:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data):
+        self.sock.settimeout(REQUEST_S)  # the whole sendall: a client that reads nothing is dropped
+        self.sock.sendall(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+
+class _Conn:
+    __slots__ = ("sock", "addr", "tls", "ready", "reader", "writer", "since", "busy")
+
+    def __init__(self, sock, addr, tls):
+        self.sock = sock
+        self.addr = addr
+        self.tls = tls
+        self.ready = not tls  # TLS: after the handshake (done by a worker, never the loop)
+        self.reader = _Reader(sock)
+        self.writer = _Writer(sock)
+        self.since = time.monotonic()
+        self.busy = False
+
+
+class _Closing:
+    """A refused connection whose 503 is on its way: read and dropped until
+    the client closes, or LINGER_S (closing with its request unread would
+    reset the connection and the answer with it)."""
+
+    __slots__ = ("sock", "until")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.until = time.monotonic() + LINGER_S
+
+
+def _close(sock):
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+_ACCEPT, _WAKE = object(), object()
+
+
+class _Server:
+    """The API's HTTP/1.1 server: one loop thread (`hcp-api`) owns the
+    listening socket and every connection waiting for a request; a request
+    is served by one of at most WORKERS threads (`hcp-api-N`). So an idle
+    connection (never a byte, or keep-alive between requests) costs a file
+    descriptor and no thread, and a flood of them cannot starve the API:
+
+    - at most MAX_CONNECTIONS are open; a new one beyond closes the idle one
+      that waited longest (one whose request has arrived is not idle, nor
+      one accepted less than EVICT_MIN_S ago: its request may be on its way). Only
+      if every connection is in the middle of a request do new ones wait, in
+      the kernel's accept queue, and after QUEUE_S of that they are answered
+      503 (JSON, Retry-After: 1) and closed.
+      A 503 rather than a bare close: the counter system and the tools tell
+      "busy, retry" from "gateway down". Over TLS it is a bare close: the
+      answer would need a handshake, the very work a flood must not get
+      from the loop;
+    - a connection idle for IDLE_S is closed; a request (TLS handshake,
+      request line, headers, body) must be whole within REQUEST_S of its
+      first byte, its head within MAX_HEAD bytes, its body MAX_BODY;
+    - a client that goes away (reset, broken pipe, timeout, TLS error) is a
+      debug line, never a traceback; refusals are a warning at most every
+      WARN_EVERY_S."""
+
+    def __init__(self, gw, host, port, token, context=None):
+        self.gw = gw
+        self.token = token
+        self.context = context
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.bind((host, port))
+            self.listener.listen(BACKLOG)
+            self.listener.setblocking(False)
+        except OSError:
+            self.listener.close()
+            raise
+        self.server_address = self.listener.getsockname()[:2]
+        self.sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, _ACCEPT)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self.conns = set()  # every open connection; only the loop thread changes it
+        self.closing = set()
+        self._back = collections.deque()  # (conn, keep) handed back by workers
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers = 0
+        self._idle_workers = 0
+        self._halt = threading.Event()
+        self._paused = False  # the listener is out of the selector: every connection is busy
+        self._full_since = None
+        self.refused = 0  # connections answered 503 / closed at once
+        self.evicted = 0  # idle connections closed to make room
+        self._noted = (0, 0)
+        self._warned = 0.0
+        self.thread = threading.Thread(target=self.serve, name="hcp-api", daemon=True)
+
+    # --- the loop ------------------------------------------------------------
+    def serve(self):
+        try:
+            while not self._halt.is_set():
+                try:
+                    self._turn()
+                except Exception:  # a bug: logged, and the API goes on
+                    log.exception("API connection loop")
+                    time.sleep(0.1)
+        finally:
+            self._shut()
+
+    def _turn(self):
+        timeout = 0.25
+        if self._paused:  # wake when an idle connection may make room
+            idle = [c.since for c in self.conns if not c.busy]
+            if idle:
+                timeout = min(timeout, max(0.005, min(idle) + EVICT_MIN_S - time.monotonic()))
+        for key, _ in self.sel.select(timeout):
+            # An event of this select may be stale: the connection handed to a
+            # worker or closed meanwhile (by _make_room), the listener paused.
+            d = key.data
+            if d is _ACCEPT:
+                if not self._paused:
+                    self._accept()
+            elif d is _WAKE:
+                self._drain(self._wake_r)
+            elif isinstance(d, _Closing):
+                if d in self.closing:
+                    self._linger(d)
+            elif d in self.conns and not d.busy:
+                self._ready(d)
+        self._take_back()
+        now = time.monotonic()
+        self._expire(now)
+        self._resume(now)
+        self._note()
+
+    def _accept(self):
+        for _ in range(256):  # then the other events get their turn
+            refuse = False
+            if len(self.conns) >= MAX_CONNECTIONS and not self._make_room():
+                # Every connection is in the middle of a request. For QUEUE_S
+                # new ones wait in the kernel's accept queue (a burst of
+                # requests drains in milliseconds); after that, 503.
+                now = time.monotonic()
+                if self._full_since is None:
+                    self._full_since = now
+                if now - self._full_since < QUEUE_S:
+                    self._pause()
+                    return
+                refuse = True
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # out of file descriptors: the queue waits for the next turn
+                self._warn("cannot accept an API connection: %s" % err)
+                time.sleep(0.05)
+                return
+            if refuse:
+                self._refuse(sock)
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.context is not None:
+                    sock = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except OSError as err:
+                log.debug("API connection from %s: %s", addr[0], err)
+                _close(sock)
+                continue
+            conn = _Conn(sock, addr, self.context is not None)
+            self.conns.add(conn)
+            self.sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _make_room(self):
+        """Close the idle connection that waited longest; False if none is idle."""
+        for key, _ in self.sel.select(0):  # one whose request is here already is not idle
+            if isinstance(key.data, _Conn) and not key.data.busy:
+                self._ready(key.data)
+        idle = self._evictable(time.monotonic())
+        if not idle:
+            return False
+        self._drop(min(idle, key=lambda c: c.since))
+        self.evicted += 1
+        return True
+
+    def _evictable(self, now):
+        # Not one accepted a moment ago: its request may be on its way.
+        return [c for c in self.conns if not c.busy and now - c.since >= EVICT_MIN_S]
+
+    def _pause(self):
+        if not self._paused:
+            self.sel.unregister(self.listener)
+            self._paused = True
+
+    def _resume(self, now):
+        if len(self.conns) < MAX_CONNECTIONS:
+            self._full_since = None
+        if self._paused and (self._full_since is None or now - self._full_since >= QUEUE_S
+                             or self._evictable(now)):
+            self.sel.register(self.listener, selectors.EVENT_READ, _ACCEPT)
+            self._paused = False
+
+    def _refuse(self, sock):
+        self.refused += 1
+        if self.context is not None or len(self.closing) >= 4 * MAX_CONNECTIONS:
+            _close(sock)
+            return
+        body = json.dumps({"error": "the gateway is busy: all %d API connections are serving requests;"
+                                    " retry in a moment" % MAX_CONNECTIONS}).encode()
+        try:
+            sock.setblocking(False)
+            self._drain(sock)
+            sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+                      b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            _close(sock)
+            return
+        c = _Closing(sock)
+        self.closing.add(c)
+        self.sel.register(sock, selectors.EVENT_READ, c)
+
+    def _linger(self, c):
+        if not self._drain(c.sock):
+            self._unlinger(c)
+
+    def _unlinger(self, c):
+        self.closing.discard(c)
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        _close(c.sock)
+
+    @staticmethod
+    def _drain(sock):
+        """Read and drop what is there; False once the peer closed or failed."""
+        try:
+            while sock.recv(65536):
+                pass
+            return False
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+
+    def _ready(self, conn):
+        """Bytes arrived on an idle connection: a worker serves it."""
+        self.sel.unregister(conn.sock)
+        conn.busy = True
+        self._jobs.put(conn)
+        with self._lock:
+            start = self._idle_workers < self._jobs.qsize() and self._workers < WORKERS
+            if start:
+                self._workers += 1
+                n = self._workers
+        if start:
+            threading.Thread(target=self._work, name="hcp-api-%d" % n, daemon=True).start()
+
+    def _take_back(self):
+        while self._back:
+            conn, keep = self._back.popleft()
+            if keep and not self._halt.is_set():
+                conn.busy = False
+                conn.since = time.monotonic()
+                self.sel.register(conn.sock, selectors.EVENT_READ, conn)
+            else:
+                self.conns.discard(conn)
+                _close(conn.sock)
+
+    def _drop(self, conn):
+        self.conns.discard(conn)
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        _close(conn.sock)
+
+    def _expire(self, now):
+        for conn in [c for c in self.conns if not c.busy and now - c.since > IDLE_S]:
+            log.debug("API connection from %s idle for %g s: closed", conn.addr[0], IDLE_S)
+            self._drop(conn)
+        for c in [c for c in self.closing if now > c.until]:
+            self._unlinger(c)
+
+    def _note(self):
+        """A warning, at most every WARN_EVERY_S, while connections are refused or evicted."""
+        if (self.refused, self.evicted) == self._noted:
+            return
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY_S:
+            self._warn("API connections: %d refused (503) and %d idle ones closed to make room so far;"
+                       " at most %d are open at once" % (self.refused, self.evicted, MAX_CONNECTIONS))
+            self._noted = (self.refused, self.evicted)
+
+    def _warn(self, msg):
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY_S:
+            self._warned = now
+            log.warning("%s", msg)
+
+    # --- the workers ---------------------------------------------------------
+    def _work(self):
+        while True:
+            with self._lock:
+                self._idle_workers += 1
+            conn = self._jobs.get()
+            with self._lock:
+                self._idle_workers -= 1
+            if conn is None:
+                return
+            keep = False
+            try:
+                keep = self._serve(conn)
+            finally:
+                if not keep:
+                    _close(conn.sock)
+                self._back.append((conn, keep))
+                self.wake()
+
+    def _serve(self, conn):
+        """Serve the requests that are there; True to keep the connection
+        (back to the loop, idle), False to close it."""
+        try:
+            conn.reader.begin()
+            if not conn.ready:
+                conn.sock.settimeout(REQUEST_S)
+                conn.sock.do_handshake()
+                conn.ready = True
+            while True:
+                h = _Handler(conn, self)
+                if h.close_connection or self._halt.is_set():
+                    return False
+                if not conn.reader.pending():
+                    return True
+                conn.reader.begin()
+        except OSError as err:  # reset, broken pipe, timeout, TLS: the client's doing
+            log.debug("API connection from %s: %s", conn.addr[0], err or type(err).__name__)
+        except Exception:
+            log.exception("API connection from %s", conn.addr[0])
+        return False
+
+    # --- start / stop -------------------------------------------------------
+    def wake(self):
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self, timeout=5.0):
+        self._halt.set()
+        self.wake()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        else:
+            self._shut()
+
+    def _shut(self):
+        if self.listener.fileno() < 0:
+            return
+        self.listener.close()
+        for conn in list(self.conns):
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)  # a worker reading it wakes up
+            except OSError:
+                pass
+            _close(conn.sock)
+        self.conns.clear()
+        for c in list(self.closing):
+            _close(c.sock)
+        self.closing.clear()
+        for _ in range(self._workers):
+            self._jobs.put(None)
+        self.sel.close()
+        _close(self._wake_r)
+        _close(self._wake_w)
+
+
 class Api:
+    """The API on [http] listen: start(), stop(), port."""
+
     def __init__(self, gw, host, port, token):
-        self.server = ThreadingHTTPServer((host, port), _Handler)
-        self.server.daemon_threads = True
-        self.server.gw = gw
-        self.server.token = token
-        self.thread = threading.Thread(target=self.server.serve_forever, name="hcp-api",
-                                       kwargs={"poll_interval": 0.2}, daemon=True)
+        self.server = _Server(gw, host, port, token)
 
     @property
     def port(self):
         return self.server.server_address[1]
 
     def start(self):
-        self.thread.start()
+        self.server.start()
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
