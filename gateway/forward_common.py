@@ -22,6 +22,7 @@ the backlog and would cost per-device bookkeeping; we chose not to.
 
 import logging
 import random
+import sqlite3
 import threading
 import time
 
@@ -38,6 +39,7 @@ RETENTION_DEFAULTS = {
     "retention_days": 7.0,     # delivered rows are deleted after this long
     "purge_every_s": 3600.0,   # how often to look for them
 }
+BUG_LOG_S = 60.0  # a failing loop's traceback: once per message this often at most
 BACKOFF_DEFAULTS = {
     "backoff_min_s": 0.2,      # first retry delay
     "backoff_max_s": 30.0,     # cap
@@ -303,10 +305,15 @@ class ForwarderBase:
 
     def _main(self):
         """Supervise the loop: a failure nobody planned for (the database
-        missing or locked at start, a bug) is logged, shown in status(), and
-        the loop starts again after a capped backoff - the thread never dies
-        silently."""
+        missing, locked or damaged, a bug) is shown in status(), and the loop
+        starts again after a capped backoff - the thread never dies silently.
+        The log says it once, not at every retry: a database error
+        (sqlite3.Error, GatewayError) in one line when its message changes,
+        or when it comes back after the loop delivered again; anything else
+        (a bug) with its traceback, at most once per message per BUG_LOG_S."""
         self._set(running=True)
+        last = None  # (message, delivered + rejected then) of the last failure logged
+        bugs = {}  # message -> when its traceback was logged
         try:
             while not self._stopping.is_set():
                 try:
@@ -314,8 +321,24 @@ class ForwarderBase:
                         self.conn = db.connect(self.db_path)
                     self._run_loop()
                 except Exception as err:  # noqa: BLE001 - see docstring
-                    log.exception("upstream %s: forwarder loop failed", self.name)
-                    self._error("forwarder loop failed: %s" % err)
+                    msg = "forwarder loop failed: %s" % err
+                    with self._lock:
+                        self._st["last_error"] = msg
+                        self._st["errors"] += 1
+                        moved = self._st["delivered"] + self._st["rejected"]
+                    if isinstance(err, (sqlite3.Error, GatewayError)):
+                        if last is None or last[0] != msg or last[1] != moved:
+                            log.warning("upstream %s: %s; retrying with backoff (logged again when it changes)",
+                                        self.name, msg)
+                        last = (msg, moved)
+                    else:
+                        now = time.monotonic()
+                        for m in [m for m, t in bugs.items() if now - t >= BUG_LOG_S]:
+                            del bugs[m]
+                        if msg not in bugs:
+                            bugs[msg] = now
+                            log.exception("upstream %s: %s (logged once a minute at most while it repeats)",
+                                          self.name, msg)
                     self._sleep(self.backoff.next())
         finally:
             try:
