@@ -64,25 +64,24 @@ def test_what_is_kept_is_what_the_report_counts_and_the_record_carries():
 
 def _check_reasons_at_ingest(gw):
     """records.valid_reasons where the router queues the event for the
-    commit thread, with the configured catalogue; returns the drop counts."""
+    commit thread, with the configured catalogue. Once the gateway makes the
+    call itself, this one finds nothing left to drop (and the gateway's own
+    counter is the one to read)."""
     catalogue = frozenset(gw.cfg.reason_codes)
     put = gw.gw.committer.put_event
-    drops = []
 
     def put_event(ev):
         m = ev.msg
         kept, dropped = rec.valid_reasons(m["kind"], m["score"], m["reasons"], catalogue)
         if dropped:
             m["reasons"] = kept
-            drops.append(dropped)
         return put(ev)
 
     gw.gw.committer.put_event = put_event
-    return drops
 
 
 def test_through_the_gateway_a_bad_code_is_neither_sent_nor_counted_and_the_rating_stays(hall):
-    drops = _check_reasons_at_ingest(hall)
+    _check_reasons_at_ingest(hall)
     dev = connect(hall.device("EV-R"))
     pair(hall, dev, "S88", "A08")
     sent = [("P-commas", 1, ["R1,R2,R3"]), ("P-mixed", 2, ["R2", "R9", "R2", "R3\x00"]), ("P-ok", 1, ["R8"])]
@@ -90,7 +89,6 @@ def test_through_the_gateway_a_bad_code_is_neither_sent_nor_counted_and_the_rati
         invite(hall, dev, "A08", [case])
         eid = dev.rate(score, reasons)
         dev.wait(lambda eid=eid: eid in dev.acked)  # stored and ACKed: never refused
-    assert sorted(drops) == [1, 3]
 
     stored = rows(hall.db, "SELECT kind, score, reasons FROM events ORDER BY id")
     assert stored == [("rating", 1, ""), ("rating", 2, "R2"), ("rating", 1, "R8")]
