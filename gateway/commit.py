@@ -135,7 +135,40 @@ class Committer(threading.Thread):
                 log.exception("commit thread: batch of %d dropped", len(batch))
                 self._rollback()
 
+    DAMAGED = "database damaged: restart the gateway to check it; restore a backup"
+
+    @staticmethod
+    def _is_damage(err):
+        """SQLITE_CORRUPT / SQLITE_NOTADB (by code where Python gives it, else
+        by SQLite's message): pages are damaged, not a passing condition."""
+        if not isinstance(err, sqlite3.DatabaseError):
+            return False
+        code = getattr(err, "sqlite_errorcode", None)
+        if isinstance(code, int) and (code & 0xFF) in (getattr(sqlite3, "SQLITE_CORRUPT", 11),
+                                                       getattr(sqlite3, "SQLITE_NOTADB", 26)):
+            return True
+        text = str(err).lower()
+        return "malformed" in text or "corrupt" in text or "not a database" in text
+
     def _set_alarm(self, err):
+        """Raise the storage alarm (or note its new error). Damaged pages keep
+        it raised until a restart (the start-up check then refuses the file
+        or lets a repaired one run): the probe writes one small table and
+        would clear it while the events' pages are still damaged, and every
+        batch would raise it again."""
+        if self.alarm is not None and self.alarm.get("damaged"):
+            return  # said once; nothing clears it
+        if self._is_damage(err):
+            first = self.alarm is None
+            error = "%s (%s)" % (self.DAMAGED, err)
+            if first:
+                self.alarm = {"since": time.time(), "error": error, "damaged": True}
+            else:
+                self.alarm.update(error=error, damaged=True)
+            log.error("storage alarm: %s; events are acknowledged only if their writes work", error)
+            for fn in self._alarm_listeners:
+                fn(self.alarm)
+            return
         if self.alarm is None:
             self.alarm = {"since": time.time(), "error": str(err)}
             log.error("storage alarm: %s; not acknowledging events until writes work again", err)
@@ -145,13 +178,15 @@ class Committer(threading.Thread):
             self.alarm["error"] = str(err)
 
     def _clear_alarm(self):
-        if self.alarm is not None:
+        if self.alarm is not None and not self.alarm.get("damaged"):
             log.warning("storage alarm cleared after %.1f s", time.time() - self.alarm["since"])
             self.alarm = None
             for fn in self._alarm_listeners:
                 fn(None)
 
     def _probe(self):
+        if self.alarm is not None and self.alarm.get("damaged"):
+            return  # a write that works proves nothing of the damaged pages
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('probe', ?)",
