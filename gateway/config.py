@@ -13,9 +13,11 @@ and hands the rest to `gateway.forward_<kind>.validate(settings)`.
 import dataclasses
 import importlib
 import ipaddress
+import logging
 import os
 import re
 import secrets
+import stat
 import tomllib
 
 from gateway.errors import ConfigError
@@ -448,9 +450,16 @@ def parse(data, path="<config>"):
 
 
 def load(path):
-    """Read and check the TOML file at `path`."""
+    """Read and check the TOML file at `path`. The file holds the API token:
+    one warning if its group or others may read it (`hcp gateway init`
+    writes it 0600); the file is left as the admin keeps it."""
     try:
         with open(path, "rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            if mode & 0o077:
+                logging.getLogger("hcp.gateway.config").warning(
+                    "config %s holds the API token and is open to others than its owner (mode %03o):"
+                    " chmod 600 %s", path, mode, path)
             data = tomllib.load(f)
     except FileNotFoundError as err:
         raise ConfigError("config file not found: %s (write one with `hcp gateway init`)" % path) from err
