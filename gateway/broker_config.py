@@ -38,6 +38,7 @@ import sqlite3
 import tomllib
 
 from gateway.errors import GatewayError
+from gateway.files import write_private
 
 PBKDF2_ROUNDS = 101  # Mosquitto's own default for "$7$"
 CERT_DAYS = 3650
@@ -54,19 +55,6 @@ def password_hash(password, salt=None, rounds=PBKDF2_ROUNDS):
     salt = salt or secrets.token_bytes(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
     return "$7$%d$%s$%s" % (rounds, base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
-
-
-def _private(path, data):
-    """Write atomically, created 0600."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data if isinstance(data, bytes) else data.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _toml_str(s):
@@ -101,7 +89,7 @@ def _ca(out):
                                          data_encipherment=False, key_agreement=False,
                                          encipher_only=False, decipher_only=False), critical=True)
             .sign(pk, hashes.SHA256()))
-    _private(key, pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    write_private(key, pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                    serialization.NoEncryption()))
     crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert, pk
@@ -130,7 +118,7 @@ def _server_cert(out, ca_cert, ca_key, hosts):
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
-    _private(out / "server.key", pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    write_private(out / "server.key", pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                   serialization.NoEncryption()))
     (out / "server.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
@@ -257,8 +245,8 @@ def write(cfg, out, hosts=(), port=8883, bind="0.0.0.0", devices=(), readers=Non
         hosts = list(hosts) or [socket.gethostname(), "localhost", "127.0.0.1"]
         _server_cert(out, ca_cert, ca_key, hosts)
         users = [(gateway_user, gw_pw)] + sorted(rd_pw.items()) + sorted(dev_pw.items())
-        _private(out / "passwd", "".join("%s:%s\n" % (u, password_hash(p)) for u, p in users))
-        _private(out / "acl", acl_text(prefix, cfg.hall.id, gateway_user, readers, _records_topics(cfg)))
+        write_private(out / "passwd", "".join("%s:%s\n" % (u, password_hash(p)) for u, p in users))
+        write_private(out / "acl", acl_text(prefix, cfg.hall.id, gateway_user, readers, _records_topics(cfg)))
         creds = ["# every user of the hall broker and its password: keep this file secret", "",
                  "[gateway]", "username = %s" % _toml_str(gateway_user), "password = %s" % _toml_str(gw_pw), ""]
         for r, p in sorted(rd_pw.items()):
@@ -266,8 +254,8 @@ def write(cfg, out, hosts=(), port=8883, bind="0.0.0.0", devices=(), readers=Non
                       "topics = [%s]" % ", ".join(_toml_str(f) for f in readers[r]), ""]
         for d, p in sorted(dev_pw.items()):
             creds += ["[devices.%s]" % _toml_str(d), "password = %s" % _toml_str(p), ""]
-        _private(out / "credentials.toml", "\n".join(creds))
-        _private(out / "gateway.password", gw_pw + "\n")
+        write_private(out / "credentials.toml", "\n".join(creds))
+        write_private(out / "gateway.password", gw_pw + "\n")
         conf = conf_text(out, port, bind, _max_packet(cfg))
         (out / "mosquitto.conf").write_text(conf, encoding="utf-8")
     except OSError as err:

@@ -21,6 +21,7 @@ import click
 
 from gateway import config as config_mod
 from gateway.errors import ConfigError, GatewayError
+from gateway.files import write_private
 
 _config_option = click.option("--config", "-c", "config_path", required=True, metavar="PATH",
                               type=click.Path(dir_okay=False),
@@ -84,16 +85,8 @@ def init(path, force):
         sys.exit(2)
     # Made 0600 under a temporary name, then renamed over `path`: the token is
     # never readable by others, not even in an existing file's old mode.
-    tmp = "%s.tmp-%d" % (path, os.getpid())
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(config_mod.example())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_private(path, config_mod.example())
     except OSError as err:
         raise click.ClickException("cannot write %s: %s" % (path, err.strerror or err)) from err
     click.echo("wrote %s; start the gateway with: hcp gateway run --config %s" % (path, path))

@@ -200,6 +200,9 @@ class FastHall(SimHall):
     """SimHall with in-process evaluators over the gateway's MQTT ingest."""
 
     def __init__(self, workdir, devices=5, **kw):
+        # The in-process devices speak MQTT without users of their own yet:
+        # an open loopback broker (the Wi-Fi firmware brings per-device users).
+        kw.setdefault("secure", False)
         # Heartbeats of thousands of devices are frames and registry rows:
         # a big hall beats a little slower (the drain waits one heartbeat).
         kw.setdefault("heartbeat_s", max(2, min(10, devices // 500)))

@@ -305,6 +305,8 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
         report["stuck_presses"] = counts.get("stuck", 0)
         report["one_code_one_account"] = _one_code_one_account(hall)
         report["faults_injected"] = dict(hall.faults)
+        # The hall broker as `hcp gateway broker-config` writes it: TLS, users, ACL.
+        report["broker"] = {"kind": hall.broker.kind, "tls_users_acl": bool(hall.secure)}
         if "line-noise" in faults:
             report["noise"] = noise_counts(hall)
         report["counters"] = counters

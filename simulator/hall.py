@@ -23,6 +23,7 @@ import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway.files import write_private
 from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
 from simulator.device import SimDevice
@@ -58,7 +59,7 @@ class Window:
 class SimHall:
     def __init__(self, workdir, devices=5, seed=0, noise=0.0, broker="auto", heap=None,
                  invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall", http_port=None,
-                 pair=True):
+                 pair=True, secure=None):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = devices
@@ -71,6 +72,10 @@ class SimHall:
         self.stuck_ms = stuck_ms
         self.hall_id = hall_id
         self.pair = pair  # False: devices come up unpaired (a technician pairs them)
+        # secure: the broker runs what `hcp gateway broker-config` writes (None:
+        # when it is Mosquitto). The gateway's MQTT upstream then has a user.
+        self.secure = secure
+        self.mqtt_auth = {}
         self.token = secrets.token_urlsafe(16)
         self.http_port = http_port or free_port()
         self.relay = None
@@ -114,13 +119,22 @@ class SimHall:
         return self
 
     def _start_services(self, say):
-        """Broker, upstream receivers, then the gateway, up and answering."""
-        say("broker: starting (%s)" % self.broker_kind)
-        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True).start()
-        say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
+        """Broker, upstream receivers, then the gateway, up and answering. A
+        Mosquitto runs the config `hcp gateway broker-config` writes for this
+        hall (TLS, a user each, the ACL), as a hall's broker should."""
+        self.broker = BrokerProcess(self.workdir, kind=self.broker_kind, persistent=True)
         self.receivers["http"] = procs.http_receiver(self.workdir).start()
-        self.receivers["mqtt"] = procs.mqtt_receiver(self.workdir, self.broker.port, "hcp/records/#").start()
         self._write_config()
+        reader = {}
+        if self.secure is None:
+            self.secure = self.broker.kind == "mosquitto"
+        if self.secure:
+            reader = self._secure_broker()
+        say("broker: starting (%s%s)" % (self.broker.kind, ", TLS + users + ACL" if self.secure else ""))
+        self.broker.start()
+        say("broker: %s on 127.0.0.1:%d" % (self.broker.kind, self.broker.port))
+        self.receivers["mqtt"] = procs.mqtt_receiver(self.workdir, self.broker.port, "hcp/records/#",
+                                                     **reader).start()
         self.gateway = procs.gateway(self.workdir, self.config_path, self.http_port).start()
         if not self.api.wait_up():
             raise HallError("the gateway API did not come up:\n" + self.gateway.tail())
@@ -176,6 +190,25 @@ class SimHall:
             time.sleep(0.2)
         raise HallError("the gateway did not open %d new ports within %.0f s" % (len(want), timeout))
 
+    def _secure_broker(self):
+        """The broker's files from this hall's config (gateway/broker_config.py),
+        the gateway's MQTT upstream given its user, password file and CA;
+        returns the records reader's connection options."""
+        from gateway import broker_config
+        from gateway import config as gwconfig
+
+        files = broker_config.write(gwconfig.load(str(self.config_path)), self.workdir / "broker",
+                                    hosts=["127.0.0.1"], port=self.broker.port, bind="127.0.0.1",
+                                    readers={"upstream": ["hcp/records/#"]})
+        self.broker.secure_conf = files["conf"]
+        self.mqtt_auth = {"username": files["gateway_user"], "password_file": files["gateway_password_file"],
+                          "tls": {"ca": files["ca"]}}
+        self._write_config()
+        creds = tomllib.loads(pathlib.Path(files["credentials"]).read_text(encoding="utf-8"))
+        pw = self.workdir / "broker" / "upstream.password"
+        write_private(pw, creds["readers"]["upstream"]["password"] + "\n")
+        return {"username": "upstream", "password_file": pw, "ca": files["ca"]}
+
     def _write_config(self):
         doc = {
             "hall": {"id": self.hall_id, "areaCode": "330100", "deptCode": "D01"},
@@ -188,8 +221,8 @@ class SimHall:
             "upstream": [
                 {"name": "province", "kind": "http",
                  "url": "http://127.0.0.1:%d/records" % self.receivers["http"].port, "timeout_s": 2},
-                {"name": "hall-broker", "kind": "mqtt", "host": "127.0.0.1", "port": self.broker.port,
-                 "topic": "hcp/records/%s" % self.hall_id},
+                dict({"name": "hall-broker", "kind": "mqtt", "host": "127.0.0.1", "port": self.broker.port,
+                      "topic": "hcp/records/%s" % self.hall_id}, **self.mqtt_auth),
             ],
         }
         self.config_path = self.workdir / "hall.toml"

@@ -276,7 +276,7 @@ def make_http_server(port, db_path, token=None, host="127.0.0.1"):
 # ---------------------------------------------------------------- MQTT
 
 def run_mqtt(port, topic, db_path, client_id=None, host="127.0.0.1", qos=1, username=None,
-             password=None, on_ready=None, stop=None):
+             password=None, on_ready=None, stop=None, ca=None):
     """Subscribe and store until `stop` (a threading.Event) is set, forever if None."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -289,6 +289,8 @@ def run_mqtt(port, topic, db_path, client_id=None, host="127.0.0.1", qos=1, user
     client.max_inflight_messages_set(0)
     if username:
         client.username_pw_set(username, password)
+    if ca:  # a hall broker set up by `hcp gateway broker-config`
+        client.tls_set(ca_certs=ca)
     client.reconnect_delay_set(0.1, 2.0)
     ready = {"done": False}
 
@@ -362,12 +364,15 @@ def http(port, db_path, host, token):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--client-id", default=None, help="default: fixed by the database path")
 @click.option("--username", default=None)
-@click.option("--password", default=None)
-def mqtt(port, topic, db_path, host, client_id, username, password):
+@click.option("--password-file", type=click.File("r"), default=None,
+              help="the password in a file (not on the command line, where others can read it)")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False), default=None, help="TLS: the broker's CA")
+def mqtt(port, topic, db_path, host, client_id, username, password_file, ca):
     """A QoS 1 subscriber with a persistent session that stores every record."""
     try:
         run_mqtt(port, topic, db_path, client_id=client_id, host=host, username=username,
-                 password=password, on_ready=_print_ready)
+                 password=password_file.readline().strip() if password_file else None,
+                 on_ready=_print_ready, ca=ca)
     except KeyboardInterrupt:
         pass
 

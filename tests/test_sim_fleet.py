@@ -32,4 +32,8 @@ def test_fleet_of_20_with_every_fault_keeps_every_invariant(tmp_path):
     for kind in ("power-cut", "line-noise", "gateway-kill", "broker-restart", "upstream-outage", "disk-full"):
         assert report["faults_injected"].get(kind, 0) >= 1, summary
     assert report["thanked"] >= 100, summary  # the run really rated, faults or not
+    # The hall broker ran the config `hcp gateway broker-config` writes (TLS,
+    # a user each, the ACL), and the records came through it as well.
+    assert report["broker"] == {"kind": "mosquitto", "tls_users_acl": True}, report["broker"]
+    assert report["targets"]["mqtt"]["ok"] and report["targets"]["mqtt"]["lost"] == 0, report["targets"]
     assert report["ok"] and proc.returncode == 0, (summary, proc.stderr[-3000:])

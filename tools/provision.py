@@ -24,6 +24,8 @@ import secrets
 import tempfile
 import urllib.parse
 
+from gateway.files import write_private
+
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -92,7 +94,7 @@ def identity_dir(directory, device_id=None):
     if not _ID.match(device_id):
         raise ProvisionError("device id %r: 1-32 characters of A-Z a-z 0-9 - _" % device_id)
     secure_dir(d)
-    _write_private(path, json.dumps({"device_id": device_id}).encode())
+    write_private(path, json.dumps({"device_id": device_id}).encode())
     return device_id
 
 
@@ -103,22 +105,9 @@ def secure_dir(d):
     os.chmod(d, 0o700)
 
 
-def _write_private(path, data):
-    """Write atomically, created 0600 (temp + fsync + rename)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
 def write_key_dir(directory, key):
     secure_dir(directory)
-    _write_private(pathlib.Path(directory) / "key", key.hex().encode())
+    write_private(pathlib.Path(directory) / "key", key.hex().encode())
 
 
 def provision_dir(api, directory, device_id=None):
@@ -164,7 +153,7 @@ def provision_port(api, port, root="/", mpremote=None):
     with tempfile.TemporaryDirectory(prefix="hcp-key-") as tmp:
         os.chmod(tmp, 0o700)
         path = pathlib.Path(tmp) / "key"
-        _write_private(path, key.hex().encode())
+        write_private(path, key.hex().encode())
         run(port, "cp", str(path), ":%s/key.tmp" % root)
     run(port, "exec", "import os\nos.rename(%r, %r)" % (root + "/key.tmp", root + "/key"))
     return device_id, again
