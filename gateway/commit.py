@@ -23,7 +23,7 @@ import time
 
 from gateway import outbox, records
 from gateway.db import insert_many, update_many
-from gateway.records import event_id
+from gateway.records import event_id, valid_reasons
 
 log = logging.getLogger("hcp.gateway.commit")
 
@@ -63,7 +63,8 @@ class Committer(threading.Thread):
     in_batch(conn): called inside every batch's transaction, after its
     items (the registry's replay states: gateway/registry.py)."""
 
-    def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0, in_batch=None):
+    def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0, in_batch=None,
+                 reasons=None):
         super().__init__(name="hcp-commit", daemon=True)
         self.conn = conn
         self.targets = list(targets)
@@ -72,11 +73,15 @@ class Committer(threading.Thread):
         self.on_queued = on_queued or (lambda: None)
         self.linger_s = linger_s
         self.in_batch = in_batch
+        # The 差评 reason catalogue ([device] reasons): only its codes are kept
+        # and forwarded (records.valid_reasons); None keeps what devices send.
+        self.reasons = frozenset(reasons) if reasons is not None else None
         self.q = queue.SimpleQueue()
         self._halt = threading.Event()
         self.alarm = None  # None, or {"since": ts, "error": text}
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "records": 0, "acked": 0,
-                      "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0, "poison": 0}
+                      "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0, "poison": 0,
+                      "reasons_dropped": 0}
         self._alarm_listeners = []
         self.ack_latency = None  # metrics.Histogram: frame received -> ACK written
 
@@ -221,7 +226,7 @@ class Committer(threading.Thread):
         received = []  # receive times, for the ACK latency
         rows = []  # outbox rows of the whole batch: one outbox.add
         counts = {"events": 0, "duplicates": 0, "records": 0, "orphans": 0, "late": 0, "uninvited": 0,
-                  "poison": 0}
+                  "poison": 0, "reasons_dropped": 0}
         changes = conn.total_changes
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -299,6 +304,7 @@ class Committer(threading.Thread):
             if m["kind"] != "uninvited":
                 wanted.add(m["invitation"])
         invs = _invitations(conn, wanted) if wanted else {}
+        catalogue = self.reasons
         rows = []
         found = []  # the invitation row each event answers, or None
         for item, eid in zip(events, eids, strict=True):
@@ -314,8 +320,12 @@ class Committer(threading.Thread):
             else:
                 binding = item.dev.binding or {}
                 staff_id, window = binding.get("staff_id", ""), binding.get("window", "")
+            reasons = m["reasons"]
+            if reasons and catalogue is not None:
+                reasons, dropped = valid_reasons(m["kind"], m["score"], reasons, catalogue)
+                counts["reasons_dropped"] += dropped
             rows.append((eid, m["device_id"], m["boot"], m["event_seq"], m["kind"], m["score"],
-                         ",".join(m["reasons"]), m["invitation"], m["time"], m["uptime_ms"], item.press_time,
+                         ",".join(reasons), m["invitation"], m["time"], m["uptime_ms"], item.press_time,
                          item.received_at, staff_id, window, item.time_source))
         top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         before = conn.total_changes

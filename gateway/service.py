@@ -79,7 +79,7 @@ class Gateway:
                                    send_ack=lambda dev, ids: self.router.send_ack(dev, ids),
                                    on_queued=self.wake_forwarders,
                                    linger_s=cfg.commit_window_ms / 1000.0,
-                                   in_batch=self.registry.flush_replay)
+                                   in_batch=self.registry.flush_replay, reasons=cfg.reason_codes)
         self.router = Router(self.registry, self.committer, cfg, self.session, read_conn=self._conn())
         self.invitations = Invitations(self._conn(), self.registry, self.router, cfg, self.session)
         self.router.on_invite_refused = self.invitations.refused

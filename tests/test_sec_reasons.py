@@ -8,11 +8,10 @@ only catalogue codes without a comma or control character, each once, on a
 差评 only; the event is never refused (a 差评 with no valid code stays a
 差评, with no reason), and the drop is counted.
 
-The gateway calls it at ingest once the hook is in place (commit.py or
-router.py, owned elsewhere); until then the gateway test below puts the same
-call where the router hands the event to the commit thread
-(`committer.put_event`), and everything after it is the real gateway: real
-frames, the commit path, the records, the monthly report."""
+The commit thread calls it as it stores each event (gateway/commit.py), with
+the configured catalogue, and counts what it drops (`reasons_dropped` in
+/api/status): the gateway test below sends real frames and reads the stored
+rows, the records and the monthly report."""
 
 import sqlite3
 import time
@@ -62,26 +61,7 @@ def test_what_is_kept_is_what_the_report_counts_and_the_record_carries():
     assert got["bad"] == 3 and got["非常不满意"] == 2 and got["不满意"] == 1  # no 差评 lost
 
 
-def _check_reasons_at_ingest(gw):
-    """records.valid_reasons where the router queues the event for the
-    commit thread, with the configured catalogue. Once the gateway makes the
-    call itself, this one finds nothing left to drop (and the gateway's own
-    counter is the one to read)."""
-    catalogue = frozenset(gw.cfg.reason_codes)
-    put = gw.gw.committer.put_event
-
-    def put_event(ev):
-        m = ev.msg
-        kept, dropped = rec.valid_reasons(m["kind"], m["score"], m["reasons"], catalogue)
-        if dropped:
-            m["reasons"] = kept
-        return put(ev)
-
-    gw.gw.committer.put_event = put_event
-
-
 def test_through_the_gateway_a_bad_code_is_neither_sent_nor_counted_and_the_rating_stays(hall):
-    _check_reasons_at_ingest(hall)
     dev = connect(hall.device("EV-R"))
     pair(hall, dev, "S88", "A08")
     sent = [("P-commas", 1, ["R1,R2,R3"]), ("P-mixed", 2, ["R2", "R9", "R2", "R3\x00"]), ("P-ok", 1, ["R8"])]
@@ -105,3 +85,5 @@ def test_through_the_gateway_a_bad_code_is_neither_sent_nor_counted_and_the_rati
     (staff,) = [r for r in table if r["level"] == "staff" and r["staff"] == "S88"]
     assert staff["reasons"] == {"R2": 1, "R8": 1}, staff
     assert staff["bad"] == 3 and staff["rated"] == 3, staff
+    # Counted where the admin looks: 1 + 3 codes dropped (the commit thread's stats, /api/status).
+    assert hall.api("GET", "/api/status")[1]["ingest"]["reasons_dropped"] == 4
