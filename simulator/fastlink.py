@@ -24,6 +24,7 @@ import tomllib
 
 import paho.mqtt.client as mqtt
 
+from gateway.files import write_private
 from simulator import tomlw
 from simulator.fastdev import FastDevice
 from simulator.hall import GIVEN, SURNAMES, HallError, SimHall, Window
@@ -224,7 +225,7 @@ class FastHall(SimHall):
         super()._write_config()
         doc = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
         doc["mqtt"] = {"host": "127.0.0.1", "port": self.broker.port, "topic_prefix": PREFIX}
-        self.config_path.write_text(tomlw.dumps(doc), encoding="utf-8")
+        write_private(self.config_path, tomlw.dumps(doc))  # 0600: it holds the API token
 
     def add_devices(self, n, progress=None, workers=4):
         say = progress or (lambda msg: None)

@@ -226,7 +226,7 @@ class SimHall:
             ],
         }
         self.config_path = self.workdir / "hall.toml"
-        self.config_path.write_text(tomlw.dumps(doc), encoding="utf-8")
+        write_private(self.config_path, tomlw.dumps(doc))  # 0600 from the start: it holds the API token
 
     def _discover(self, say, windows, timeout=30.0):
         """Until each device has said hello on its own port."""
