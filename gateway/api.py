@@ -50,6 +50,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
+from gateway.config import http_tls_context
 from gateway.dashboard import Raw, static
 from gateway.errors import (
     BindingError,
@@ -74,6 +75,12 @@ QUEUE_S = 1.0  # every connection busy: new ones wait this long in the kernel's 
 EVICT_MIN_S = 0.025  # an idle connection younger than this is not closed to make room
 LINGER_S = 1.0  # a refused connection: how long its answer is given to reach the client
 WARN_EVERY_S = 10.0
+# The dashboard page (gateway/web/index.html) loads its script and stylesheet
+# from /web/ and fetches /api/dashboard: nothing inline, nothing from elsewhere,
+# never in a frame, no referrer (the page's address has the hall's host in it).
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self';"
+       " base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), ("Referrer-Policy", "no-referrer"))
 
 STATUS = [(InvalidRequest, 400), (NotFound, 404), (BindingError, 409), (DeviceNotConnected, 409),
           (StorageError, 503), (GatewayError, 500)]
@@ -147,9 +154,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, code, obj):
         raw = isinstance(obj, Raw)
         body = obj.body if raw else json.dumps(obj, ensure_ascii=False, default=str).encode()
+        ctype = obj.content_type if raw else "application/json; charset=utf-8"
         self.send_response(code)
-        self.send_header("Content-Type", obj.content_type if raw else "application/json; charset=utf-8")
+        self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")  # every answer is what it says it is
+        if ctype.startswith("text/html"):
+            for name, value in PAGE_HEADERS:
+                self.send_header(name, value)
+        elif not raw:
+            self.send_header("Cache-Control", "no-store")  # the data behind the token stays out of caches
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -635,7 +649,8 @@ class _Server:
             sock.setblocking(False)
             self._drain(sock)
             sock.send(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
-                      b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                      b"X-Content-Type-Options: nosniff\r\nRetry-After: 1\r\nConnection: close\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             _close(sock)
@@ -804,17 +819,32 @@ class _Server:
 
 
 class Api:
-    """The API on [http] listen: start(), stop(), port."""
+    """The API on [http] listen: start(), stop(), port. HTTPS (TLS 1.2+) when
+    the config has [http] tls_cert and tls_key."""
 
     def __init__(self, gw, host, port, token):
-        self.server = _Server(gw, host, port, token)
+        self.cfg = getattr(gw, "cfg", None)
+        cert, key = getattr(self.cfg, "tls_cert", None), getattr(self.cfg, "tls_key", None)
+        context = None
+        if cert:
+            try:
+                context = http_tls_context(cert, key)
+            except (OSError, ssl.SSLError, ValueError) as err:  # checked at load; changed since?
+                raise GatewayError("http.tls_cert/tls_key: cannot serve TLS with %s and %s: %s"
+                                   % (cert, key, err)) from err
+        self.tls = context is not None
+        self.server = _Server(gw, host, port, token, context)
 
     @property
     def port(self):
         return self.server.server_address[1]
 
     def start(self):
+        if self.cfg is not None and not getattr(self.cfg, "warnings_logged", False):
+            for warning in self.cfg.warnings:
+                log.warning("%s", warning)
         self.server.start()
+        log.info("API on %s://%s:%d", "https" if self.tls else "http", self.server.server_address[0], self.port)
 
     def stop(self):
         self.server.stop()

@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import secrets
+import ssl
 import stat
 import tomllib
 
@@ -120,10 +121,78 @@ class Config:
     upstreams: list
     commit_window_ms: float = 0.0
     alerts: Alerts = dataclasses.field(default_factory=Alerts)
+    tls_cert: "str | None" = None  # [http] tls_cert / tls_key: the API serves HTTPS
+    tls_key: "str | None" = None
 
     @property
     def reason_codes(self):
         return [code for code, _ in self.device.reasons]
+
+    @property
+    def warnings(self):
+        """What is allowed but unwise, one line each naming the key
+        (`load()` logs them; so does the gateway at start)."""
+        out = []
+        if self.tls_cert is None and not _loopback(self.http_host):
+            out.append("http.listen: the API listens on %s, beyond this machine, without TLS: the token and"
+                       " the data cross the hall network in clear (set http.tls_cert and http.tls_key)"
+                       % self.http_host)
+        return out
+
+
+def _loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _encrypted_key():
+    raise ValueError("the private key is encrypted: the gateway needs it unencrypted"
+                     " (readable by the gateway's user only)")
+
+
+def http_tls_context(cert, key):
+    """The API's TLS server context: TLS 1.2 and up, the certificate chain
+    `cert` (PEM) with its private key `key` (PEM, unencrypted). Raises
+    OSError, ssl.SSLError or ValueError."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key, password=_encrypted_key)
+    return ctx
+
+
+def _http_tls(c, cert, key, base):
+    """[http] tls_cert and tls_key: both or neither; readable PEM files that
+    make a TLS server context. Paths relative to the config file."""
+    if not cert and not key:
+        return None, None
+    if not cert or not key:
+        c.err("http.tls_key" if cert else "http.tls_cert",
+              "give both http.tls_cert and http.tls_key (PEM files), or neither")
+        return None, None
+    cert, key = os.path.join(base, cert), os.path.join(base, key)
+    texts = {}
+    for name, path, marker in (("http.tls_cert", cert, "-----BEGIN CERTIFICATE-----"),
+                               ("http.tls_key", key, "PRIVATE KEY-----")):
+        try:
+            with open(path, "rb") as f:
+                texts[name] = f.read(1 << 20).decode("ascii", "replace")
+        except OSError as err:
+            c.err(name, "cannot read %s: %s" % (path, err.strerror or err))
+            continue
+        if marker not in texts[name]:
+            c.err(name, "%s is not a PEM %s (%s)" % (path, "certificate" if name == "http.tls_cert"
+                                                     else "private key", marker.strip("-")))
+            del texts[name]
+    if len(texts) == 2:
+        try:
+            http_tls_context(cert, key)
+        except (OSError, ssl.SSLError, ValueError) as err:
+            c.err("http.tls_cert", "cannot serve TLS with %s and the key %s: %s" % (cert, key, err))
+    return cert, key
 
 
 class _Checker:
@@ -374,10 +443,12 @@ def parse(data, path="<config>"):
         c.err("database.path", "directory does not exist: %s" % os.path.dirname(db_path))
 
     w = c.table(data, "http")
-    c.unknown(w, "http", {"listen", "token"})
+    c.unknown(w, "http", {"listen", "token", "tls_cert", "tls_key"})
     host, port = _listen(c, c.get(w, "http", "listen", str, "127.0.0.1:8780"))
     token = c.get(w, "http", "token", str, "", required=True,
                   check=lambda v: len(v) >= 16, why="must be at least 16 characters")
+    tls_cert, tls_key = _http_tls(c, c.get(w, "http", "tls_cert", str, ""), c.get(w, "http", "tls_key", str, ""),
+                                  base)
 
     s = c.table(data, "serial")
     c.unknown(s, "serial", {"ports", "baudrate", "rescan_s", "reopen_max_s"})
@@ -446,7 +517,7 @@ def parse(data, path="<config>"):
         raise ConfigError("bad config %s:\n  %s" % (path, "\n  ".join(c.errors)))
     return Config(path=path, hall=hall, db_path=db_path, retention_days=retention, max_size_mb=max_size,
                   http_host=host, http_port=port, token=token, serial=serial, mqtt=mqtt, device=device,
-                  upstreams=upstreams, commit_window_ms=window, alerts=alerts)
+                  upstreams=upstreams, commit_window_ms=window, alerts=alerts, tls_cert=tls_cert, tls_key=tls_key)
 
 
 def load(path):
@@ -467,7 +538,13 @@ def load(path):
         raise ConfigError("cannot read config %s: %s" % (path, err)) from err
     except tomllib.TOMLDecodeError as err:
         raise ConfigError("config %s is not valid TOML: %s" % (path, err)) from err
-    return parse(data, str(path))
+    cfg = parse(data, str(path))
+    # Shown by every command that loads the config (`hcp gateway check` and
+    # `run` included, through logging's last resort when nothing is set up).
+    for warning in cfg.warnings:
+        logging.getLogger("hcp.gateway.config").warning("%s", warning)
+    cfg.warnings_logged = True  # the API does not log them a second time at start
+    return cfg
 
 
 EXAMPLE = '''\
@@ -490,8 +567,14 @@ retention_days = 30           # delivered outbox rows older than this are purged
 
 [http]
 # The JSON API of the counter system and the technician tools (gateway/README.md).
-listen = "127.0.0.1:8780"
+listen = "127.0.0.1:8780"     # another address than loopback: the hall network sees the
+                              # API; without TLS (below) the token and data cross it in clear
 token = "%(token)s"   # clients send `Authorization: Bearer <token>`
+# HTTPS (TLS 1.2+): the certificate chain and its unencrypted private key, PEM
+# files; both or neither. Clients then use https://, trusting the issuing CA
+# (hcp tool ... --cacert CA.pem, or $HCP_CACERT).
+# tls_cert = "gateway-cert.pem"
+# tls_key = "gateway-key.pem"  # readable by the gateway's user only
 
 [serial]
 # Explicit paths and globs; globs are re-read every rescan_s, so a port that

@@ -4,6 +4,7 @@ with one staff account, and see what the citizen will see."""
 import json
 import os
 import pathlib
+import ssl
 import tomllib
 
 import click
@@ -62,16 +63,35 @@ class _Gateway:
         listen = http.get("listen", "127.0.0.1:8780")
         host, _, port = listen.rpartition(":")
         host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-        self.base = api or os.environ.get("HCP_API") or "http://%s:%s" % (host, port)
+        scheme = "https" if http.get("tls_cert") else "http"
+        self.base = api or os.environ.get("HCP_API") or "%s://%s:%s" % (scheme, host, port)
         self.token = token or os.environ.get("HCP_TOKEN") or http.get("token", "")
-
-    def call(self, method, path, body=None):
+        # The CA to check an https gateway with: --cacert, $HCP_CACERT, else
+        # the gateway's own certificate from its config (pinned), else the system's.
+        ctx = click.get_current_context(silent=True)
+        cacert = (ctx.meta.get("hcp.cacert") if ctx else None) or os.environ.get("HCP_CACERT")
+        if not cacert and http.get("tls_cert") and not api and not os.environ.get("HCP_API"):
+            cacert = os.path.join(os.path.dirname(os.path.abspath(config)), http["tls_cert"])
         from simulator.procs import Api
 
-        return Api(0, self.token, base=self.base).call(method, path, body)
+        try:
+            self.api = Api(0, self.token, base=self.base, cafile=cacert)
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise click.ClickException("cannot use the CA file %s: %s" % (cacert, getattr(err, "strerror", None)
+                                                                          or err)) from err
+
+    def call(self, method, path, body=None):
+        return self.api.call(method, path, body)
 
     def need(self, method, path, body=None):
         status, res = self.call(method, path, body)
+        if status == 0 and isinstance(self.api.error, ssl.SSLCertVerificationError):
+            raise click.ClickException("the gateway's certificate at %s is not trusted: %s (give the CA that"
+                                       " issued it with --cacert or $HCP_CACERT)"
+                                       % (self.base, self.api.error.verify_message or self.api.error))
+        if status == 0 and isinstance(self.api.error, ssl.SSLError):
+            raise click.ClickException("TLS with the gateway at %s failed: %s (does it serve https? its CA:"
+                                       " --cacert or $HCP_CACERT)" % (self.base, self.api.error))
         if status == 0:
             raise click.ClickException("the gateway does not answer at %s (is `hcp gateway run` up? "
                                        "use --config or --api)" % self.base)
@@ -108,7 +128,16 @@ class _Gateway:
         return self.cfg.get("pairing", {}).get("url_template", _pair.DEFAULT_URL_TEMPLATE)
 
 
+def _cacert(ctx, param, value):
+    if value:
+        ctx.meta["hcp.cacert"] = value  # for _Gateway; the commands' signatures stay as they are
+
+
 def _gateway_options(f):
+    f = click.option("--cacert", metavar="PEM", expose_value=False, callback=_cacert,
+                     type=click.Path(dir_okay=False),
+                     help="CA certificate(s) to check an https:// gateway with (default: $HCP_CACERT; "
+                          "with --config, the gateway's own tls_cert).")(f)
     f = click.option("--token", help="API token (default: from the config, or $HCP_TOKEN).")(f)
     f = click.option("--api", help="Gateway API base URL (default: from the config, or $HCP_API).")(f)
     f = click.option("--config", default="hall.toml", show_default=True, type=click.Path(dir_okay=False),
