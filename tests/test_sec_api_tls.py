@@ -102,6 +102,15 @@ def test_a_listen_beyond_loopback_without_tls_is_warned_about(tmp_path, pki):
         warnings = _load(tmp_path, listen=listen).warnings
         assert len(warnings) == 1 and "http.listen" in warnings[0] and "tls_cert" in warnings[0], warnings
     assert config.load(str(_tls_conf(tmp_path, pki, listen="0.0.0.0:8780"))).warnings == []
+    # `hcp gateway check` shows it (and still passes the config).
+    path = tmp_path / "open.toml"
+    doc = config_doc(tmp_path)
+    doc["http"]["listen"] = "0.0.0.0:8780"
+    path.write_text(toml(doc), encoding="utf-8")
+    os.chmod(path, 0o600)
+    done = subprocess.run([HCP, "gateway", "check", "-c", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "OK" in done.stdout, done
+    assert "http.listen" in done.stderr and "in clear" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_the_gateway_warns_at_start(tmp_path, caplog):
