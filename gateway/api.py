@@ -178,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif code == 505:  # HTTP/2+ in a request line: a request this server cannot read
             code = 400
         short = self.responses.get(code, ("error",))[0]
+        if message and explain:  # e.g. 431 "Line too long: header line", "Too many headers: ..."
+            message = "%s: %s" % (message, explain)
         if self.request_version == "HTTP/0.9":  # the request line was not read that far
             self.request_version = "HTTP/1.0"  # (0.9 answers have no status line)
         self.close_connection = True
@@ -363,6 +365,11 @@ def route(gw, method, parts, body, query):
     return None
 
 
+class _HeadTooLong(http.client.LineTooLong):
+    def __init__(self):  # (LineTooLong's own message names http.client's limit, not ours)
+        http.client.HTTPException.__init__(self, "request line and headers longer than %d bytes" % MAX_HEAD)
+
+
 class _Reader:
     """The read side of one connection, buffered across the requests of a
     keep-alive connection (a pipelined request is never lost), with a
@@ -406,7 +413,7 @@ class _Reader:
                 n = len(self.buf)
                 break
         if n > self.head:
-            raise http.client.LineTooLong("request line and headers longer than %d bytes" % MAX_HEAD)
+            raise _HeadTooLong()
         line = bytes(self.buf[:n])
         del self.buf[:n]
         self.head -= n

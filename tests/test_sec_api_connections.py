@@ -156,3 +156,30 @@ def test_beyond_the_cap_a_busy_gateway_answers_503(gw):
             s.close()
     time.sleep(0.3)
     assert status(port)[0] == 200
+
+
+def _talk(port, data, quiet_s=0.5):
+    """Send bytes, read until the server closes or is quiet for quiet_s."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(data)
+    out = b""
+    s.settimeout(quiet_s)
+    try:
+        while chunk := s.recv(65536):
+            out += chunk
+    except TimeoutError:
+        pass
+    s.close()
+    return out
+
+
+def test_pipelined_requests_and_heads_too_long(gw):
+    port = gw.port
+    one = ("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % TOKEN).encode()
+    assert _talk(port, one * 3).count(b"HTTP/1.1 200 OK") == 3  # none lost between requests
+    for head in (b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n",
+                 b"GET /" + b"a" * 40000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"):
+        out = _talk(port, head)
+        assert out.startswith(b"HTTP/1.1 431 "), out[:200]
+        assert b"32768 bytes" in out.split(b"\r\n\r\n", 1)[1], out[-200:]
+    assert status(port)[0] == 200
