@@ -45,6 +45,7 @@ import time
 import tty
 
 from bench import procstat
+from gateway.files import write_private
 from protocol import hmac256
 from protocol import messages as M
 from protocol.reader import Reader
@@ -177,7 +178,7 @@ class LoadHall:
                           "backoff_min_s": 30.0, "backoff_max_s": 60.0}],
         }
         self.conf = self.work / "hall.toml"
-        self.conf.write_text(tomlw.dumps(doc), encoding="utf-8")
+        write_private(self.conf, tomlw.dumps(doc))  # it holds the token
         self.frames = []
         for i in range(self.n):
             hello = M.encode({"type": "hello", "session": SESSION, "seq": 1, "device_id": self.ids[i],

@@ -198,6 +198,8 @@ def conf_text(out, port, bind, max_packet):
         "password_file %s" % (out / "passwd"),
         "acl_file %s" % (out / "acl"),
         "max_packet_size %d" % max_packet,
+        "# A device's ACK is one small QoS 1 message: no Nagle delay (~40 ms) for it.",
+        "set_tcp_nodelay true",
         "",
         "listener %d %s" % (port, bind),
         "cafile %s" % (out / "ca.crt"),

@@ -104,6 +104,12 @@ class Router:
             now = time.time()
             try:
                 fr = _frame.decode(packet)
+                if fr.tag is None and link.expect_device is not None:
+                    # A topic names its device, which holds a key: an untagged
+                    # frame there is refused before its fields cost anything
+                    # (a flood on a device's topic, docs/security.md).
+                    self.registry.count_rejected("untagged", self.registry.get(link.expect_device))
+                    continue
                 msg = M.parse(fr)
             except ProtocolError as err:
                 reader.count(err.kind)

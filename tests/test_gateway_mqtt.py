@@ -56,7 +56,7 @@ def test_wifi_device_over_mqtt_is_the_same_device_on_serial(tmp_path, mosquitto)
                  what="device state")
 
         # A frame naming another device than its topic is refused.
-        other = FakeDevice("EV-OTHER", mt, boot=1)
+        other = FakeDevice("EV-OTHER", mt, boot=1, key=dev.key.raw)  # even with EV-M's key
         other.hello()
         wait_for(lambda: gw.gw.registry.rejected.get("topic", 0) >= 1, what="topic mismatch counted")
 

@@ -13,6 +13,7 @@ BENCHES = {
     "drain": ("bench.drain", "seconds to deliver a large buffered backlog after an outage"),
     "fleet": ("bench.fleet", "largest fleet of real-firmware devices with zero loss in 60 s"),
     "firmware": ("bench.firmware", "firmware peak heap at -X heapsize=64K, boot-to-ready, bundle size"),
+    "flood": ("bench.flood", "60 s of garbage and fake hellos on the broker: a real device's ACK p99, gateway RSS, devices registered"),
     "peer": ("bench.peer", "time to durable and duplicates: ours vs ThingsBoard IoT Gateway's SQLite storage"),
 }
 

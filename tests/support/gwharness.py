@@ -18,6 +18,7 @@ import urllib.request
 
 from support.procs import free_port, wait_port
 
+from gateway.files import write_private
 from simulator import tomlw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +49,7 @@ def config_doc(tmp_path, ports=(), mqtt_port=None, upstreams=(), http_port=None,
 def write_config(tmp_path, name="hall.toml", **kw):
     doc = config_doc(tmp_path, **kw)
     path = tmp_path / name
-    path.write_text(toml(doc), encoding="utf-8")
+    write_private(path, toml(doc))  # it holds the token: 0600, as `hcp gateway init` writes it
     return path
 
 
