@@ -51,6 +51,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
 from gateway.config import http_tls_context
+from gateway.config import loopback as is_loopback
 from gateway.dashboard import Raw, static
 from gateway.errors import (
     BindingError,
@@ -253,6 +254,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._authorized():
             self._reply(401, {"error": "missing or wrong bearer token"})
+            return
+        if method == "POST" and len(parts) == 4 and parts[:2] == ["api", "devices"] and parts[3] == "key" \
+                and not self.tls and not is_loopback(self.client_address[0]):
+            # The answer is a device key: never in clear across the hall network.
+            self._reply(403, {"error": "a device key is only handed out over TLS ([http] tls_cert) or to "
+                                       "this machine itself"})
             return
         try:
             body = self._json(raw) if method == "POST" else {}

@@ -133,20 +133,22 @@ class Config:
         """What is allowed but unwise, one line each naming the key
         (`load()` logs them; so does the gateway at start)."""
         out = []
-        if self.tls_cert is None and not _loopback(self.http_host):
+        if self.tls_cert is None and not loopback(self.http_host):
             out.append("http.listen: the API listens on %s, beyond this machine, without TLS: the token and"
                        " the data cross the hall network in clear (set http.tls_cert and http.tls_key)"
                        % self.http_host)
         return out
 
 
-def _loopback(host):
+def loopback(host):
+    """A host name or address of this machine only (IPv4-mapped IPv6 too)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
 
 
 def _encrypted_key():

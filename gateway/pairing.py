@@ -166,7 +166,7 @@ class Pairing:
         check_device_id(device_id)
         _text(staff_id, "staff_id")
         _text(window, "window")
-        _text(staff_name, "staff_name", required=False)
+        _text(staff_name, "staff_name", required=False, free=True)
         bms = [check_bitmap(b, "bitmaps[%d]" % i) for i, b in enumerate(bitmaps or [])]
         if self.registry.get(device_id) is None:
             raise NotProvisioned("device %s is not provisioned: its key is written over the USB cable"

@@ -111,7 +111,9 @@ def test_dashboard_in_chromium(tmp_path, browser):
 
             # The page loads without the token but shows no data; the API refuses.
             assert api(gw.port, "GET", "/api/dashboard", token=None)[0] == 401
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            # The page's CSP forbids eval, which Playwright's wait_for_function
+            # uses; tests/test_sec_api_tls.py checks the page under its CSP.
+            page = browser.new_page(viewport={"width": 1440, "height": 1000}, bypass_csp=True)
             page.goto("http://127.0.0.1:%d/" % gw.port)
             page.wait_for_selector("#login:not([hidden])", timeout=WAIT_MS)
             assert page.is_hidden("#app")

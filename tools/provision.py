@@ -15,7 +15,6 @@ The key file on the device holds 64 hex digits (firmware/store.py `key()`);
 on a host directory it is created 0600 in a directory made 0700.
 """
 
-import ipaddress
 import json
 import os
 import pathlib
@@ -24,6 +23,7 @@ import secrets
 import tempfile
 import urllib.parse
 
+from gateway.config import loopback
 from gateway.files import write_private
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -38,12 +38,7 @@ def check_transport(base, allow_plain=False):
     u = urllib.parse.urlsplit(base)
     if u.scheme == "https" or allow_plain:
         return
-    host = u.hostname or ""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback:
+    if not loopback(u.hostname or ""):
         raise ProvisionError("the gateway at %s is not on this machine and not https: the new device key "
                              "would cross the hall network in clear. Run the tool on the gateway host, or "
                              "give the gateway a certificate ([http] tls_cert) and use https://" % base)
