@@ -9,7 +9,7 @@
 # COBS-decoded over itself (the write position never passes the read
 # position), its CRC and tag computed over a memoryview, and its fields read
 # straight out of `buf`. What is left to allocate is the message dict and its
-# small values; a `y` field (a key, bitmap data) is a memoryview into `buf`,
+# small values; a `y` field (bitmap data) is a memoryview into `buf`,
 # valid until the next packet.
 #
 # The checks and the result are messages.decode()'s (tests/test_protocol_rx.py

@@ -4,13 +4,13 @@ cleared after a restart when the condition went away while the gateway was
 down."""
 
 import json
+import secrets
 import threading
 
 import paho.mqtt.client as mqtt
 from support.fakedev import FakeDevice, PtyTransport
 from support.gwfixtures import connect, dead_http_upstream, invite, pair
 from support.gwharness import InProcess, wait_for, write_config
-from support.procs import free_port
 
 PREFIX = "hcp/hall-1/alert/"
 
@@ -21,7 +21,7 @@ class Watch:
     def __init__(self, port):
         self.seen = {}
         self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-alerts-%d" % free_port())
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-alerts-" + secrets.token_hex(6))
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(PREFIX + "#", qos=1)
         self.c.on_message = self._msg
         self.c.connect("127.0.0.1", port)

@@ -3,13 +3,13 @@ same device whatever its transport, retained state/availability topics, the
 gateway's last will, a broker restart."""
 
 import json
+import secrets
 import time
 
 import paho.mqtt.client as mqtt
 from support.fakedev import FakeDevice, MqttTransport, PtyTransport
 from support.gwfixtures import connect, dead_http_upstream, invite, pair, records
 from support.gwharness import GatewayProcess, InProcess, wait_for, write_config
-from support.procs import free_port
 
 
 class Retained:
@@ -17,7 +17,7 @@ class Retained:
 
     def __init__(self, port, pattern="hcp/#"):
         self.last = {}
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-watch-%d" % free_port())
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="t-watch-" + secrets.token_hex(6))
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
         self.c.on_message = lambda c, u, m: self.last.__setitem__(m.topic, m.payload)
         self.c.connect("127.0.0.1", port)

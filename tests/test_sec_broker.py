@@ -4,6 +4,7 @@ device on its own topics only, only the gateway reads every up topic, no
 huge packet; and a gateway with [mqtt] tls + password_file serves a device
 through it end to end."""
 
+import secrets
 import subprocess
 import sys
 import threading
@@ -44,7 +45,7 @@ def secured(tmp_path):
 def client(s, user=None, password=None, tls=True, name=None):
     """(connected?, client, received list)."""
     got = []
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name or "t-%d" % free_port())
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name or "t-" + secrets.token_hex(6))
     if user:
         c.username_pw_set(user, password)
     if tls:

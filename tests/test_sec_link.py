@@ -12,6 +12,7 @@ and shown to fail. docs/security.md has the threat model.
 
 import os
 import random
+import secrets
 import threading
 import time
 
@@ -20,7 +21,6 @@ from support.fakedev import FakeDevice, MqttTransport
 from support.gwfixtures import connect, dead_http_upstream, invite, pair, provision_key, rows
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import InProcess, wait_for, write_config
-from support.procs import free_port
 
 from protocol import cobs, hmac256
 from protocol import frame as _frame
@@ -33,7 +33,7 @@ class Sniffer:
     def __init__(self, port, pattern="#"):
         self.got = []
         self.lock = threading.Lock()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sniff-%d" % free_port())
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sniff-" + secrets.token_hex(6))
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe(pattern, qos=1)
         self.c.on_message = self._on
         self.c.connect("127.0.0.1", port)
@@ -65,7 +65,7 @@ class Sniffer:
 
 
 def publish(port, topic, payloads, qos=0):
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker-%d" % free_port())
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="attacker-" + secrets.token_hex(6))
     c.connect("127.0.0.1", port)
     c.loop_start()
     try:
