@@ -16,6 +16,7 @@ stays valid for frames from it until it is seen using the new one.
 """
 
 import base64
+import contextlib
 import logging
 import secrets
 import sqlite3
@@ -111,6 +112,30 @@ class Pairing:
         self.registry = registry
         self.router = router
 
+    @contextlib.contextmanager
+    def _writing(self, what):
+        """One `BEGIN IMMEDIATE ... COMMIT` under the pairing lock. A database
+        error rolls it back and is a StorageError ("cannot record <what>"),
+        a UNIQUE constraint a BindingError (one code, one account); any other
+        error rolls back what was not committed and goes on."""
+        conn = self.conn
+        with self.lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.IntegrityError as err:
+                conn.execute("ROLLBACK")
+                raise BindingError("refused by the database (one code, one account): %s" % err) from err
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StorageError("cannot record %s: %s" % (what, err)) from err
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     def _audit(self, action, device_id="", staff_id="", window="", actor="", detail=""):
         self.conn.execute("INSERT INTO audit (at, action, device_id, staff_id, window, actor, detail)"
                           " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -131,25 +156,17 @@ class Pairing:
         valid until it is seen using the new one. Audited (never the key)."""
         check_device_id(device_id)
         key = secrets.token_bytes(32)
-        conn = self.conn
-        with self.lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT OR IGNORE INTO devices (device_id) VALUES (?)", (device_id,))
-                row = conn.execute("SELECT key, prev_key, key_confirmed FROM devices WHERE device_id = ?",
-                                   (device_id,)).fetchone()
-                # The key the device may hold now: its confirmed one, or, if
-                # the last provisioning was never confirmed, the one before.
-                held = row[0] if row[2] or row[1] is None else row[1]
-                conn.execute("UPDATE devices SET key = ?, prev_key = ?, key_confirmed = 0 WHERE device_id = ?",
-                             (key, held, device_id))
-                self._audit("provision", device_id, actor=actor,
-                            detail="new key" + (", previous key valid until the device uses it" if held else ""))
-                conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StorageError("cannot record the device key: %s" % err) from err
+        with self._writing("the device key") as conn:
+            conn.execute("INSERT OR IGNORE INTO devices (device_id) VALUES (?)", (device_id,))
+            row = conn.execute("SELECT key, prev_key, key_confirmed FROM devices WHERE device_id = ?",
+                               (device_id,)).fetchone()
+            # The key the device may hold now: its confirmed one, or, if the
+            # last provisioning was never confirmed, the one before.
+            held = row[0] if row[2] or row[1] is None else row[1]
+            conn.execute("UPDATE devices SET key = ?, prev_key = ?, key_confirmed = 0 WHERE device_id = ?",
+                         (key, held, device_id))
+            self._audit("provision", device_id, actor=actor,
+                        detail="new key" + (", previous key valid until the device uses it" if held else ""))
         dev = self.registry.get(device_id)
         with self.router.lock:
             if dev is None:
@@ -171,20 +188,16 @@ class Pairing:
         if self.registry.get(device_id) is None:
             raise NotProvisioned("device %s is not provisioned: its key is written over the USB cable"
                                  " first (hcp tool provision)" % device_id)
-        conn = self.conn
-        with self.lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                current = self._conflicts(device_id, staff_id, window)
-                if current and not replace:
-                    self._audit("refuse", device_id, staff_id, window, actor,
-                                "already bound: %s" % current)
-                    conn.execute("COMMIT")
-                    err = BindingError("refused: would break one code, one account; current: %s"
-                                       % ", ".join("%(device_id)s = %(staff_id)s @ %(window)s" % c
-                                                   for c in current))
-                    err.current = current
-                    raise err
+        refused = None
+        with self._writing("the binding") as conn:
+            current = self._conflicts(device_id, staff_id, window)
+            if current and not replace:
+                # The refusal is audited (committed), then raised.
+                self._audit("refuse", device_id, staff_id, window, actor, "already bound: %s" % current)
+                refused = BindingError("refused: would break one code, one account; current: %s"
+                                       % ", ".join("%(device_id)s = %(staff_id)s @ %(window)s" % c for c in current))
+                refused.current = current
+            else:
                 for c in current:
                     conn.execute("DELETE FROM bindings WHERE device_id = ?", (c["device_id"],))
                     self._audit("unbind", c["device_id"], c["staff_id"], c["window"], actor,
@@ -195,14 +208,8 @@ class Pairing:
                     conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
                                  " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
                 self._audit("replace" if current else "bind", device_id, staff_id, window, actor, "")
-                conn.execute("COMMIT")
-            except sqlite3.IntegrityError as err:
-                conn.execute("ROLLBACK")
-                raise BindingError("refused by the database (one code, one account): %s" % err) from err
-            except sqlite3.Error as err:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StorageError("cannot record the binding: %s" % err) from err
+        if refused is not None:
+            raise refused
         with self.router.lock:
             for c in current:
                 other = self.registry.get(c["device_id"])
@@ -236,21 +243,12 @@ class Pairing:
 
     def unpair(self, device_id, actor=""):
         check_device_id(device_id)
-        conn = self.conn
-        with self.lock:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                cur = self._conflicts(device_id, "\x00", "\x00")
-                if not cur:
-                    conn.execute("ROLLBACK")
-                    raise NotFound("device %s is not bound" % device_id)
-                conn.execute("DELETE FROM bindings WHERE device_id = ?", (device_id,))
-                self._audit("unbind", device_id, cur[0]["staff_id"], cur[0]["window"], actor, "")
-                conn.execute("COMMIT")
-            except sqlite3.Error as err:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StorageError("cannot record the unbinding: %s" % err) from err
+        with self._writing("the unbinding") as conn:
+            cur = self._conflicts(device_id, "\x00", "\x00")
+            if not cur:
+                raise NotFound("device %s is not bound" % device_id)
+            conn.execute("DELETE FROM bindings WHERE device_id = ?", (device_id,))
+            self._audit("unbind", device_id, cur[0]["staff_id"], cur[0]["window"], actor, "")
         dev = self.registry.get(device_id)
         if dev is not None:
             with self.router.lock:
@@ -265,16 +263,9 @@ class Pairing:
         if dev is None:
             raise NotFound("no device %s" % device_id)
         if store:
-            with self.lock:
-                try:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                    self.conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
-                                      " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
-                    self.conn.execute("COMMIT")
-                except sqlite3.Error as err:
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
-                    raise StorageError("cannot store the bitmap: %s" % err) from err
+            with self._writing("the bitmap") as conn:
+                conn.execute("INSERT OR REPLACE INTO bitmaps (device_id, slot, width, height, data)"
+                             " VALUES (?, ?, ?, ?, ?)", (device_id, slot, w, h, data))
         try:
             frames = self.router.send_bitmap(dev, slot, w, h, data)
         except (OSError, DeviceNotConnected) as err:

@@ -6,30 +6,13 @@ with a traceback a second. Real SQLite files, pages overwritten with garbage."""
 import os
 import random
 import subprocess
-import time
 
 import pytest
+from support.gwfixtures import seed_db
 from support.gwharness import HCP, write_config
 
-from gateway import db, outbox
+from gateway import db
 from gateway.errors import GatewayError, StorageError
-
-
-def _hall_db(path, rows=300):
-    """A gateway database with a few hundred events and outbox rows, checkpointed."""
-    conn = db.open_db(path)
-    now = time.time()
-    conn.execute("BEGIN IMMEDIATE")
-    for i in range(rows):
-        conn.execute("INSERT INTO events (event_id, device_id, boot, event_seq, kind, score, received_at,"
-                     " staff_id, window) VALUES (?,?,?,?,?,?,?,?,?)",
-                     ("EV-%d:1:%d" % (i % 7, i), "EV-%d" % (i % 7), 1, i, "rating", 5, now, "S1", "A01"))
-    outbox.add(conn, [("prov", "k%d" % i, "EV:1:%d" % i, "EV-1", '{"pad": "%s"}' % ("x" * 300), now)
-                      for i in range(rows)])
-    conn.execute("INSERT INTO devices (device_id, key) VALUES ('EV-1', ?)", (os.urandom(32),))
-    conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
 
 
 def _smash(path, first_frac=0.4, pages=4):
@@ -68,7 +51,7 @@ def test_zero_byte_database_is_refused_not_made_fresh(tmp_path):
 
 def test_damaged_pages_are_refused_at_open(tmp_path):
     path = tmp_path / "gw.db"
-    _hall_db(path)
+    seed_db(path, device_key=True)
     _smash(path)
     with pytest.raises(GatewayError) as exc:
         db.open_db(path)
@@ -86,7 +69,7 @@ def test_garbage_header_is_refused_at_open(tmp_path):
 
 def test_healthy_database_still_opens_and_keeps_its_rows(tmp_path):
     path = tmp_path / "gw.db"
-    _hall_db(path)
+    seed_db(path, device_key=True)
     conn = db.open_db(path)
     assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 300
     conn.close()
@@ -102,7 +85,7 @@ def test_cli_run_on_an_empty_database_prints_one_line(tmp_path):
 
 
 def test_cli_run_on_damaged_pages_prints_one_line(tmp_path):
-    _hall_db(tmp_path / "gw.db")
+    seed_db(tmp_path / "gw.db", device_key=True)
     _smash(tmp_path / "gw.db")
     code, err = _run_gateway(tmp_path)
     lines = err.strip().splitlines()
@@ -114,7 +97,7 @@ def test_check_budget_lets_a_big_database_start_with_a_warning(tmp_path, monkeyp
     """The check is bounded: past its time budget the gateway starts, and says
     the database was not checked in full."""
     path = tmp_path / "gw.db"
-    _hall_db(path)
+    seed_db(path, device_key=True)
     monkeypatch.setattr(db, "CHECK_BUDGET_S", 0.0)
     with caplog.at_level("WARNING", logger="hcp.gateway.db"):
         conn = db.open_db(path)

@@ -17,32 +17,17 @@ import threading
 import time
 
 import pytest
+from support.gwfixtures import seed_db
 from support.gwharness import InProcess, wait_for, write_config
 from support.procs import free_port
 
-from gateway import commit, config, dashboard, db, outbox
+from gateway import commit, config, dashboard, db
 from gateway.config import Hall
 from gateway.forward_common import ForwarderBase
 from gateway.forward_http import HttpForwarder
 from gateway.registry import Device
 
 ROWS = 300
-
-
-def _seed(path, rows=ROWS):
-    """A gateway database with today's events and pending outbox rows for 'prov'."""
-    conn = db.open_db(path)
-    now = time.time()
-    conn.execute("BEGIN IMMEDIATE")
-    for i in range(rows):
-        conn.execute("INSERT INTO events (event_id, device_id, boot, event_seq, kind, score, received_at,"
-                     " staff_id, window) VALUES (?,?,?,?,?,?,?,?,?)",
-                     ("EV-%d:1:%d" % (i % 7, i), "EV-%d" % (i % 7), 1, i, "rating", 5, now, "S1", "A01"))
-    outbox.add(conn, [("prov", "k%d" % i, "EV:1:%d" % i, "EV-1", '{"pad": "%s"}' % ("x" * 300), now)
-                      for i in range(rows)])
-    conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
 
 
 def _touch(path, checkpoint=False):
@@ -115,7 +100,7 @@ def running(tmp_path):
     """A gateway on a seeded database (no devices, no upstream: nothing else
     writes the events and outbox pages the tests damage)."""
     path = tmp_path / "gw.db"
-    _seed(path)
+    seed_db(path, ROWS)
     with InProcess(write_config(tmp_path)) as g:
         g.path = path
         yield g
@@ -225,7 +210,7 @@ def _forwarder(path):
 def test_forwarder_on_a_damaged_outbox_logs_once_and_keeps_retrying(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "gw.db"
-    _seed(path)
+    seed_db(path, ROWS)
     _smash(path, ["outbox"])
     caplog.clear()
     fw = _forwarder(path).start()
@@ -242,7 +227,7 @@ def test_forwarder_on_a_damaged_outbox_logs_once_and_keeps_retrying(tmp_path, ca
 def test_forwarder_bug_traceback_at_most_once_a_minute_per_message(tmp_path, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "gw.db"
-    _seed(path, rows=1)
+    seed_db(path, rows=1)
     fw = _forwarder(path)
     calls = []
 
@@ -285,7 +270,7 @@ def _event(dev, seq):
 def test_damaged_events_keep_the_storage_alarm_raised_until_restart(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="hcp")
     path = tmp_path / "gw.db"
-    _seed(path)
+    seed_db(path, ROWS)
     c, alarms = _committer(path)
     dev = Device("EV-9")
     c._commit([_event(dev, 1)])
@@ -309,7 +294,7 @@ def test_damaged_events_keep_the_storage_alarm_raised_until_restart(tmp_path, ca
 def test_damage_after_a_full_disk_turns_the_alarm_into_damage(tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="hcp")
     path = tmp_path / "gw.db"
-    _seed(path, rows=1)
+    seed_db(path, rows=1)
     c, alarms = _committer(path)
     c._set_alarm(sqlite3.OperationalError("database or disk is full"))
     err = sqlite3.DatabaseError("unusual wording")
@@ -327,7 +312,7 @@ def test_damage_after_a_full_disk_turns_the_alarm_into_damage(tmp_path, caplog):
 
 def test_a_full_disk_alarm_still_clears_when_writes_work(tmp_path):
     path = tmp_path / "gw.db"
-    _seed(path, rows=1)
+    seed_db(path, rows=1)
     c, alarms = _committer(path)
     c._set_alarm(sqlite3.OperationalError("database or disk is full"))
     c._probe()

@@ -8,10 +8,9 @@ more than 5 minutes ahead), else the uptime correction or the receive time
 (gateway/records.py press_time), with the source in events.time_source.
 Through a real gateway with real frames, and press_time() itself."""
 
-import sqlite3
 import time
 
-from support.gwfixtures import connect, invite, pair, records, rows
+from support.gwfixtures import connect, invite, monthly_rows, pair, records, rows
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 
 from gateway import records as rec
@@ -91,12 +90,7 @@ def test_through_the_gateway_a_press_at_0xffffffff_is_dated_now_and_in_this_mont
     assert by_case["P-ffff"].startswith(today) and by_case["P-1970"].startswith(today), by_case
 
     # And this month's report counts them (the late one too, unless it fell in last month).
+    staff_row = monthly_rows(hall.db, "S77")
     _, month = report.local_day(time.time())
-    conn = sqlite3.connect(hall.db)
-    try:
-        table = report.monthly(conn, month, dept_code="D01")["rows"]
-    finally:
-        conn.close()
-    (staff_row,) = [r for r in table if r["level"] == "staff" and r["staff"] == "S77"]
     late_month = time.strftime("%Y-%m", time.gmtime(int(sent["late"][1]) - 2 * 86400 + 8 * 3600))
     assert staff_row["满意"] == staff_row["rated"] == (3 if late_month == month else 2), staff_row

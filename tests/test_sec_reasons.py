@@ -13,10 +13,8 @@ the configured catalogue, and counts what it drops (`reasons_dropped` in
 /api/status): the gateway test below sends real frames and reads the stored
 rows, the records and the monthly report."""
 
-import sqlite3
-import time
 
-from support.gwfixtures import connect, invite, pair, records, rows
+from support.gwfixtures import connect, invite, monthly_rows, pair, records, rows
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 
 from gateway import records as rec
@@ -76,13 +74,7 @@ def test_through_the_gateway_a_bad_code_is_neither_sent_nor_counted_and_the_rati
     assert {c: (r["satisfaction"], r["evalDetail"]) for c, r in by_case.items()} == {
         "P-commas": (1, ""), "P-mixed": (2, "R2"), "P-ok": (1, "R8")}
 
-    _, month = report.local_day(time.time())
-    conn = sqlite3.connect(hall.db)
-    try:
-        table = report.monthly(conn, month, dept_code="D01")["rows"]
-    finally:
-        conn.close()
-    (staff,) = [r for r in table if r["level"] == "staff" and r["staff"] == "S88"]
+    staff = monthly_rows(hall.db, "S88")
     assert staff["reasons"] == {"R2": 1, "R8": 1}, staff
     assert staff["bad"] == 3 and staff["rated"] == 3, staff
     # Counted where the admin looks: 1 + 3 codes dropped (the commit thread's stats, /api/status).

@@ -97,3 +97,38 @@ def records(db, target="prov"):
     return [json.loads(r[0]) for r in rows(db, "SELECT record FROM outbox WHERE target = ? ORDER BY id", target)]
 
 
+def seed_db(path, rows=300, device_key=False):
+    """A gateway database with `rows` of today's events and as many pending
+    outbox rows for target 'prov' (and device EV-1 with a key), checkpointed."""
+    import os
+
+    from gateway import db, outbox
+
+    conn = db.open_db(path)
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    for i in range(rows):
+        conn.execute("INSERT INTO events (event_id, device_id, boot, event_seq, kind, score, received_at,"
+                     " staff_id, window) VALUES (?,?,?,?,?,?,?,?,?)",
+                     ("EV-%d:1:%d" % (i % 7, i), "EV-%d" % (i % 7), 1, i, "rating", 5, now, "S1", "A01"))
+    outbox.add(conn, [("prov", "k%d" % i, "EV:1:%d" % i, "EV-1", '{"pad": "%s"}' % ("x" * 300), now)
+                      for i in range(rows)])
+    if device_key:
+        conn.execute("INSERT INTO devices (device_id, key) VALUES ('EV-1', ?)", (os.urandom(32),))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def monthly_rows(db_path, staff):
+    """This month's report row of one staff member (gateway/report.py)."""
+    from gateway import report
+
+    _, month = report.local_day(time.time())
+    conn = sqlite3.connect(db_path)
+    try:
+        table = report.monthly(conn, month, dept_code="D01")["rows"]
+    finally:
+        conn.close()
+    (row,) = [r for r in table if r["level"] == "staff" and r["staff"] == staff]
+    return row
