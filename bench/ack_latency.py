@@ -1,4 +1,4 @@
-"""Press -> ACK latency at the device (DESIGN.md §5: p99 <= 10 ms at 100
+"""Press -> ACK latency at the device (docs/design.md §5: p99 <= 10 ms at 100
 devices x 10 events/s): the time from a load device writing an event frame
 on its pty to it reading the ACK that names the event (the gateway ACKs only
 after the FULL commit). Load: bench/load.py (per-device keys, the event mix

@@ -1,4 +1,4 @@
-"""Backlog drain after an outage (DESIGN.md §5: 1,000,000 buffered events
+"""Backlog drain after an outage (docs/design.md §5: 1,000,000 buffered events
 delivered in <= 60 s), to Mosquitto, QoS 1, until PUBACK and marked (or,
 with --kind http, to the upstream receiver process, until 2xx and marked).
 

@@ -1,4 +1,4 @@
-"""The firmware (DESIGN.md §5: runs with `-X heapsize=64K`, stretch 32K; boot
+"""The firmware (docs/design.md §5: runs with `-X heapsize=64K`, stretch 32K; boot
 to ready <= 200 ms): peak heap during a scripted session, boot-to-ready, the
 size of the compiled bundle.
 

@@ -1,4 +1,4 @@
-"""The fleet (DESIGN.md §5: 1,000 real-firmware devices on one machine, zero
+"""The fleet (docs/design.md §5: 1,000 real-firmware devices on one machine, zero
 loss): the largest hall of simulated evaluators, each the real firmware
 (the flashed .mpy bundle under the MicroPython unix port, at the
 simulator's heap), that one machine carries with nothing lost.
@@ -57,7 +57,7 @@ from bench.common import Deadline, result
 
 DEFAULTS = {"steps": "50,100,200,400", "seconds": 10, "visit_s": 20, "heartbeat_s": 30, "heap": None,
             "budget_s": 110, "drain_s": 30, "mem_fraction": 0.7, "workers": 4, "seed": 1}
-# Before the first step has been measured: MEASURED.md's ≈ 12 MB per
+# Before the first step has been measured: docs/design.md §7's ≈ 12 MB per
 # `micropython` process, rounded up.
 RSS_GUESS_KB = 16 * 1024
 BRINGUP_GUESS_S = 0.08  # per device, until a step has measured it

@@ -1,11 +1,11 @@
 """Forwarding to Mosquitto, QoS 1, until PUBACK and marked delivered
-(DESIGN.md §5: >= 1.0x a bare paho QoS 1 publish loop).
+(docs/design.md §5: >= 1.0x a bare paho QoS 1 publish loop).
 
 Value: outbox rows per second from "forwarder started" to "every row marked
 delivered in SQLite", with the forwarder's default settings (window 100,
 batch 100 records per message).
 Reference, same run, same broker, same record payloads: the fastest bare
-paho loop MEASURED.md found - one record per message, published from the
+paho loop docs/design.md §7 found - one record per message, published from the
 network thread on each PUBACK, its own window of 100, paho's in-flight limit
 off - counting messages PUBACKed per second. Also reported: the forwarder
 with batch = 1 (one record per message, as while live), which is the

@@ -1,4 +1,4 @@
-"""Durable ingest (DESIGN.md §5: >= 30,000 events/s): 100 pty devices
+"""Durable ingest (docs/design.md §5: >= 30,000 events/s): 100 pty devices
 streaming rating events at `hcp gateway run`; events per second from the
 first frame written to the last event ACKed (each ACK comes after the FULL
 commit of its event, its invitation closed and its records in the outbox).

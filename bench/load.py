@@ -137,7 +137,7 @@ class LoadHall:
         self.byid.mkdir(exist_ok=True)
         for i in range(self.n):
             m, s = os.openpty()
-            tty.setraw(s)  # before anything is written (MEASURED.md)
+            tty.setraw(s)  # before anything is written (docs/design.md §7)
             tty.setraw(m)
             os.set_blocking(m, False)
             os.symlink(os.ttyname(s), str(self.byid / ("dev%04d" % i)))

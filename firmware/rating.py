@@ -44,7 +44,7 @@ _RATING = const(1)
 _UNRATED = const(2)
 _UNINVITED = const(3)
 
-# The 差评 reasons of DESIGN.md §1, for a device that never received a config
+# The 差评 reasons of docs/design.md §1, for a device that never received a config
 # from its gateway (their ASCII labels are in screen.py). Codes are
 # placeholders until upstream provides them.
 FALLBACK = ("R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8")

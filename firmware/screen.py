@@ -21,7 +21,7 @@ import framebuf
 from firmware import rating, store
 
 _HLSB = framebuf.MONO_HLSB
-# ASCII labels of the fallback reasons (rating.FALLBACK), in DESIGN.md order:
+# ASCII labels of the fallback reasons (rating.FALLBACK), in docs/design.md order:
 # 服务态度差 · 办事效率低、等待时间长 · 业务不熟练、解释不清楚 · 未一次性告知、需多次跑 ·
 # 要求提供指南以外材料 · 未在承诺时限内办结 · 窗口空岗、推诿扯皮 · 其他问题. One string,
 # split when drawn: a tuple of eight strings would hold 1 KB of heap.

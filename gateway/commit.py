@@ -409,7 +409,7 @@ class Checkpointer(threading.Thread):
     """WAL checkpoints off the hot path. The writer connection runs with
     `wal_autocheckpoint = 0`, so no commit ever pays for copying the WAL back
     into the database (a checkpoint in the commit path stalls ACKs by tens of
-    ms, MEASURED.md: commit p99 18 ms at checkpoints); this thread, on its own
+    ms, docs/design.md §7: commit p99 18 ms at checkpoints); this thread, on its own
     connection, runs PASSIVE checkpoints (they never block the writer) every
     `every_s`, and a TRUNCATE one at stop."""
 

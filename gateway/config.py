@@ -23,7 +23,7 @@ import tomllib
 
 from gateway.errors import ConfigError
 
-# DESIGN.md §1: the fallback 差评 list; codes are placeholders until upstream
+# docs/design.md §1: the fallback 差评 list; codes are placeholders until upstream
 # provides the national `getnorm` codes.
 FALLBACK_REASONS = [
     ("R1", "服务态度差"),

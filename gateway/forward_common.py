@@ -6,7 +6,7 @@ outbox rows of its target in id order (FIFO: per-device order is kept because
 a device's rows are queued in order), sends them, and marks them delivered
 only when the upstream acknowledged them. The marks are batched (one
 transaction for many acknowledgements: a commit per row would cap near
-6.8k/s, MEASURED.md); a crash between acknowledgement and mark only means the
+6.8k/s, docs/design.md §7); a crash between acknowledgement and mark only means the
 row is sent again, and the idempotency key in every record lets the upstream
 drop it.
 
@@ -15,7 +15,7 @@ A new event waits behind the backlog, but the backlog is sent as several
 records per message/request (`batch`), so it drains tens of thousands of
 rows per second while a hall produces at most a few events per second: a
 new event waits at most backlog / drain rate (1,000,000 rows in <= 60 s,
-DESIGN.md §5), it is never starved, and no device's records can overtake
+docs/design.md §5), it is never starved, and no device's records can overtake
 each other. A second "fresh" lane would only help devices with nothing in
 the backlog and would cost per-device bookkeeping; we chose not to.
 """

@@ -19,7 +19,7 @@ Settings (one `[[upstream]]` table with `type = "http"`):
                 as for MQTT (forward_mqtt.py)
 
 Every record is the JSON stored in its outbox row: the provincial field names
-of DESIGN.md §1, with its `idempotencyKey` in the body. The request also
+of docs/design.md §1, with its `idempotencyKey` in the body. The request also
 carries an `Idempotency-Key` header: the record's key for a single record;
 for an array, "batch-" and a SHA-256 digest of the keys it carries (so a
 resent identical batch carries the same header); the body keeps each

@@ -33,7 +33,7 @@ Settings (one `[[upstream]]` table with `type = "mqtt"`):
 
 How it works. One thread owns everything: the paho client (run with
 `loop()` from this thread, so publishing happens on the network thread, right
-when a PUBACK frees a slot, the fast path measured in MEASURED.md), the
+when a PUBACK frees a slot, the fast path measured in docs/design.md §7), the
 connection life cycle, and the SQLite connection. paho's own in-flight limit
 is off (`max_inflight_messages = 0`, it walks its queue on every PUBACK); the
 window is ours, far below the 65,535 message ids. A row is marked delivered

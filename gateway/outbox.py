@@ -9,7 +9,7 @@ event can never queue the same record twice.
 States: 0 pending, 1 delivered (upstream acknowledged: PUBACK / HTTP 2xx),
 2 rejected (the upstream refused it for good, e.g. HTTP 4xx; kept with the
 reason for an admin). The partial index on pending rows keeps "oldest
-undelivered" fast however many delivered rows pile up (MEASURED.md).
+undelivered" fast however many delivered rows pile up (docs/design.md §7).
 
 These functions run inside the caller's transaction: they never BEGIN or
 COMMIT themselves.

@@ -1,5 +1,5 @@
 """Upstream records, built from a stored event and the invitation it answers
-(docs/link.md "Upstream records", DESIGN.md §1).
+(docs/link.md "Upstream records", docs/design.md §1).
 
 Pure functions: no I/O, no clock. The commit thread calls `build()` inside the
 transaction that stores the event, and queues one outbox row per record and

@@ -4,7 +4,7 @@ Counts per level, 好评 (3-5★) / 差评 (1-2★), satisfaction rate (好评 �
 差评 reasons, invitation coverage (rated ÷ invited, where every invitation
 ends as a rating or an unrated session; cancelled ones are not counted),
 unrated sessions and uninvited presses (audit) — and the rules that call for
-attention (DESIGN.md §1):
+attention (docs/design.md §1):
 - a staff member with 2 or more 差评 in the calendar year up to the month's end;
 - a window whose 差评 share of this month's ratings exceeds 5%;
 - a staff member who invites rarely: fewer invitations this month than

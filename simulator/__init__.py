@@ -1,3 +1,3 @@
 """The hall simulator: a fleet of real-firmware evaluators on ptys, a real
 gateway and broker, scripted citizens and clerks, faults, and the invariants
-of DESIGN.md §6 checked at the end."""
+of docs/design.md §6 checked at the end."""

@@ -5,7 +5,7 @@ pure-Python broker amqtt, each in its own process on 127.0.0.1 so that a
 `broker-restart` fault can kill it like a real one. Queues are unbounded:
 Mosquitto's default max_queued_messages of 1000 would drop QoS 1 messages for
 a slow subscriber, and a loss seen in a test must be the product's, never the
-broker's (MEASURED.md).
+broker's (docs/design.md §7).
 
     python -m simulator.broker --port 1883     # run the embedded broker
 """

@@ -49,7 +49,7 @@ def sim():
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (progress goes to stderr).")
 def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, fast, as_json):
     """Run a hall of DEVICES evaluators through RATINGS invitations with FAULTS,
-    then check the invariants of DESIGN.md §6. Exit status 1 if any breaks."""
+    then check the invariants of docs/design.md §6. Exit status 1 if any breaks."""
     if not fast and devices > 2000:
         raise click.BadParameter("at most 2000 real-firmware devices; --fast for more", param_hint="--devices")
     if fast and "line-noise" in faults:

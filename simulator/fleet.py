@@ -1,5 +1,5 @@
 """`hcp sim fleet`: a hall of real-firmware evaluators, scripted clerks and
-citizens, faults, and the invariants of DESIGN.md §6 checked at the end.
+citizens, faults, and the invariants of docs/design.md §6 checked at the end.
 
 Each window has one actor thread playing its clerk and its citizens in turn:
 the clerk invites (one case, or a batch of 2-4), the citizen gives a 好评,

@@ -1,4 +1,4 @@
-"""The invariants of DESIGN.md §6, checked from what really happened.
+"""The invariants of docs/design.md §6, checked from what really happened.
 
 Inputs are plain data, so the check is the same whoever gathered them:
 - the **ledger**: what the simulator's citizens did, one Attempt per

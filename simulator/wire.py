@@ -9,7 +9,7 @@ probability `rate`, bit-flipped, dropped or duplicated (equal shares) — the
 
 Both slave ends are kept open by the relay too: a pty master reads EIO while
 no process holds its slave, and the raw mode set here (before any byte is
-written, see MEASURED.md) belongs to the pty, not to whoever opens it later.
+written, see docs/design.md §7) belongs to the pty, not to whoever opens it later.
 Bytes that cannot be delivered (the device process is dead and its input
 queue is full) are dropped and counted, like a UART talking to a board with
 no power.

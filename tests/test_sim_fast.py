@@ -2,7 +2,7 @@
 modules under CPython: rating, journal on a real file, buttons, orders) on
 the real gateway process's MQTT ingest, the real broker and both upstream
 receivers, with a gateway kill and an upstream outage, the invariants of
-DESIGN.md §6 checked through the real command line."""
+docs/design.md §6 checked through the real command line."""
 
 import json
 import pathlib

@@ -1,6 +1,6 @@
 """CI's hall: 20 real-firmware evaluators (the MicroPython VM) on
 ptys, a real gateway, Mosquitto and two upstream receivers, every fault kind
-injected, and the invariants of DESIGN.md §6 checked at the end through the
+injected, and the invariants of docs/design.md §6 checked at the end through the
 real command line (`hcp sim fleet --json`)."""
 
 import json

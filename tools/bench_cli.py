@@ -1,4 +1,4 @@
-"""`hcp bench NAME`: run one benchmark of DESIGN.md §5 and print its figures."""
+"""`hcp bench NAME`: run one benchmark of docs/design.md §5 and print its figures."""
 
 import importlib
 import json
@@ -62,5 +62,5 @@ def _value(text):
 
 @click.group(cls=BenchGroup)
 def bench():
-    """Benchmarks against the figures of DESIGN.md §5, each beside a reference
+    """Benchmarks against the figures of docs/design.md §5, each beside a reference
     measured in the same run (docs/benchmarks.md has the recorded figures)."""

@@ -7,7 +7,7 @@ import click
 
 # name -> (module, attribute, one-line help shown by `hcp --help`)
 COMMANDS = {
-    "bench": ("tools.bench_cli", "bench", "Benchmarks against the figures of DESIGN.md §5."),
+    "bench": ("tools.bench_cli", "bench", "Benchmarks against the figures of docs/design.md §5."),
     "proto": ("tools.proto_cli", "proto", "Encode, decode and show frames of the wire protocol."),
     "demo": ("simulator.cli", "demo", "The whole system out of the box: gateway, broker, simulated evaluators."),
     "gateway": ("gateway.cli", "gateway", "Run the hall gateway; invitations, status and devices."),

@@ -35,7 +35,7 @@ class PtyTransport:
 
     def __init__(self, link_dir=None, name=None):
         self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # before anything is written (MEASURED.md)
+        tty.setraw(self.slave)  # before anything is written (docs/design.md §7)
         tty.setraw(self.master)
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self.slave)

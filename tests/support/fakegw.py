@@ -32,7 +32,7 @@ from protocol.reader import Reader
 class FakeGateway:
     def __init__(self, session=1000, auto_ack=True, config=None, clock=1795000000):
         self.master, self.slave = os.openpty()
-        # The slave must be raw before anything is written (MEASURED.md).
+        # The slave must be raw before anything is written (docs/design.md §7).
         tty.setraw(self.slave)
         self.path = os.ttyname(self.slave)
         self.session = session
