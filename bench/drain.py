@@ -35,7 +35,7 @@ class _HttpUpstream:
     """The upstream receiver (simulator/upstream.py) as its own process."""
 
     def __init__(self, work):
-        from simulator.broker import free_port, wait_port
+        from simulator.net import free_port, wait_port
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "simulator.upstream", "http", "--port", str(self.port),

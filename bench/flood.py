@@ -202,7 +202,8 @@ class RealDevice:
 # -- the run --------------------------------------------------------------------------
 def run(progress=None, seconds_flood=60, seconds_ref=20, workers=2, real_share=0.05, seconds=240, keep=0):
     from simulator import procs, tomlw
-    from simulator.broker import BrokerProcess, free_port
+    from simulator.broker import BrokerProcess
+    from simulator.net import free_port
 
     say = progress or (lambda m: None)
     deadline = Deadline(seconds)

@@ -49,7 +49,7 @@ from gateway.files import write_private
 from protocol import hmac256
 from protocol import messages as M
 from protocol.reader import Reader
-from simulator.broker import free_port
+from simulator.net import free_port
 from simulator.procs import stop_process
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ import threading
 import time
 
 from gateway import outbox, records
-from gateway.db import insert_many, update_many
+from gateway.manyrows import insert_many, update_many
 from gateway.records import event_id, valid_reasons
 
 log = logging.getLogger("hcp.gateway.commit")
@@ -285,13 +285,13 @@ class Committer(threading.Thread):
         1. their invitations, one SELECT (`json_each` of the ids, the rows
            packed into one JSON array: `_invitations`);
         2. the events, `INSERT OR IGNORE` in multi-row statements
-           (`db.insert_many`); the UNIQUE event_id
+           (`manyrows.insert_many`); the UNIQUE event_id
            absorbs resends, and the rows this batch really added are those
            with an id above the largest before it (only this thread writes
            events), so a duplicate is known without a statement per event;
         3. records for the new events that answer an open invitation (the
            first answer wins, within the batch too; their JSON text by
-           `records.texts`), their invitations closed by `db.update_many`.
+           `records.texts`), their invitations closed by `manyrows.update_many`.
         Each of these is one SQLite step per up to 256 rows: the sqlite3
         module releases the GIL for a step and must take it back after it,
         which costs a wait behind the serial thread every time.

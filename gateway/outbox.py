@@ -23,6 +23,8 @@ is always a prefix in id order.
 
 import time
 
+from gateway.manyrows import insert_many
+
 PENDING = 0
 DELIVERED = 1
 REJECTED = 2
@@ -51,8 +53,6 @@ def add(conn, rows):
     """Queue records. rows: iterable of (target, key, event_id, device_id,
     record_json, created_at). Rows whose (target, key) exist are ignored.
     Returns the number of rows actually added."""
-    from gateway.db import insert_many  # gateway.db imports this module for its SCHEMA
-
     before = conn.total_changes
     insert_many(conn, "INSERT OR IGNORE INTO outbox (target, key, event_id, device_id, record, created_at)",
                 6, rows)

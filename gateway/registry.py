@@ -30,7 +30,7 @@ import json
 import threading
 import time
 
-from gateway.db import update_many
+from gateway.manyrows import update_many
 from protocol import frame as _frame
 from protocol import hmac256
 

@@ -15,30 +15,11 @@ import getpass
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10.0, proc=None, host="127.0.0.1"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError("the process exited with status %s before listening on %s:%d"
-                               % (proc.returncode, host, port))
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError("nothing listening on %s:%d after %.0f s" % (host, port, timeout))
+from simulator.net import free_port, wait_port
+from simulator.procs import popen, stop_process
 
 
 def mosquitto_path():
@@ -104,8 +85,6 @@ class BrokerProcess:
         return [mosquitto_path(), "-c", conf]
 
     def start(self, timeout=15.0):
-        from simulator.procs import popen  # procs imports this module
-
         with open(self.log, "ab") as log:
             self.proc = popen(self._command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_port(self.port, timeout=timeout, proc=self.proc)
@@ -116,8 +95,6 @@ class BrokerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self):
-        from simulator.procs import stop_process  # procs imports this module
-
         stop_process(self.proc, 5)
 
     def kill(self):

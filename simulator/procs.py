@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 
-from simulator.broker import free_port, wait_port
+from simulator.net import free_port, wait_port
 
 BIN = pathlib.Path(sys.executable).parent
 

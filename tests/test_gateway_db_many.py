@@ -1,5 +1,5 @@
 """The few-statement writes of the commit path against what they replace:
-gateway.db.insert_many / update_many against executemany (same rows, ids,
+gateway.manyrows.insert_many / update_many against executemany (same rows, ids,
 conflicts, total_changes, in any batch size), and the packed invitation
 lookup of gateway.commit against a plain SELECT (odd texts, NULLs, and the
 BLOB a JSON array cannot hold)."""
@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from gateway import commit, db
+from gateway import commit, db, manyrows
 
 ODD = ["", "a", "引号\"\\/", "\x00nul\x00", "\n\t\r\b\f", "\u2028\u2029", "😀𝄞", "{\"x\": [1]}", "'; DROP", "x" * 3000]
 
@@ -40,7 +40,7 @@ def test_insert_many_is_executemany(tmp_path, seed):
             conn.execute("BEGIN IMMEDIATE")
         before = a.total_changes, b.total_changes
         a.executemany(head + " VALUES (?, ?, ?, ?, ?, ?)", rows)
-        assert db.insert_many(b, head, 6, rows) == n
+        assert manyrows.insert_many(b, head, 6, rows) == n
         assert a.total_changes - before[0] == b.total_changes - before[1]
         for conn in (a, b):
             conn.execute("COMMIT")
@@ -50,7 +50,7 @@ def test_insert_many_is_executemany(tmp_path, seed):
 def test_insert_many_refuses_a_row_of_the_wrong_width(tmp_path):
     a, _ = _two(tmp_path)
     with pytest.raises(sqlite3.ProgrammingError):
-        db.insert_many(a, "INSERT INTO meta (key, value)", 2, [("a", "1"), ("b", "2", "3"), ("c",)])
+        manyrows.insert_many(a, "INSERT INTO meta (key, value)", 2, [("a", "1"), ("b", "2", "3"), ("c",)])
     assert a.execute("SELECT count(*) FROM meta").fetchone()[0] == 0
 
 
@@ -73,13 +73,13 @@ def test_update_many_is_executemany(tmp_path, seed):
         rows = [(rng.choice(["rated", "unrated"]), rng.choice(ODD), rng.random() * 1e9, "I%d" % i) for i in ids]
         before = a.total_changes, b.total_changes
         a.executemany("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?", rows)
-        assert db.update_many(b, "invitations", ("state", "event_id", "closed_at"), "id", rows) == n
+        assert manyrows.update_many(b, "invitations", ("state", "event_id", "closed_at"), "id", rows) == n
         assert a.total_changes - before[0] == b.total_changes - before[1]
         assert _state(a) == _state(b)
     # a key named twice: executemany's order decides, so update_many hands it to executemany
     rows = [("rated", "first", 1.0, "I1"), ("unrated", "second", 2.0, "I1")]
     a.executemany("UPDATE invitations SET state = ?, event_id = ?, closed_at = ? WHERE id = ?", rows)
-    db.update_many(b, "invitations", ("state", "event_id", "closed_at"), "id", rows)
+    manyrows.update_many(b, "invitations", ("state", "event_id", "closed_at"), "id", rows)
     assert _state(a) == _state(b)
 
 

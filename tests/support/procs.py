@@ -1,7 +1,8 @@
 """Real server processes for tests, started and stopped by the test that
 needs them. The broker code is the product's own (simulator/broker.py)."""
 
-from simulator.broker import BrokerProcess, free_port, wait_port  # noqa: F401
+from simulator.broker import BrokerProcess
+from simulator.net import free_port, wait_port  # noqa: F401
 
 
 def Mosquitto(workdir, port=None):

@@ -14,7 +14,8 @@ import urllib.request
 
 from gateway import db, outbox
 from simulator import upstream
-from simulator.broker import BrokerProcess, free_port, mosquitto_path
+from simulator.broker import BrokerProcess, mosquitto_path
+from simulator.net import free_port
 from simulator.procs import stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
