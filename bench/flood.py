@@ -201,6 +201,7 @@ class RealDevice:
 
 # -- the run --------------------------------------------------------------------------
 def run(progress=None, seconds_flood=60, seconds_ref=20, workers=2, real_share=0.05, seconds=240, keep=0):
+    from gateway.client import Client
     from simulator import procs, tomlw
     from simulator.broker import BrokerProcess
     from simulator.net import free_port
@@ -220,7 +221,7 @@ def run(progress=None, seconds_flood=60, seconds_ref=20, workers=2, real_share=0
                 "serial": {"ports": []},
                 "mqtt": {"host": "127.0.0.1", "port": broker.port}}))
         gw = procs.gateway(work, conf, http_port).start()
-        api = procs.Api(http_port, TOKEN)
+        api = Client("http://127.0.0.1:%d" % http_port, TOKEN)
         if not api.wait_up():
             raise RuntimeError("the gateway did not come up: " + gw.tail())
         for d in ("EV-VICTIM", "EV-REAL"):

@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
 
 import click
 
 from gateway import config as config_mod
+from gateway.client import Client, ClientError
 from gateway.errors import ConfigError, GatewayError
 from gateway.files import write_private
 
@@ -36,36 +35,14 @@ def _load(path):
         sys.exit(2)
 
 
-def _api(cfg, method, path, body=None, timeout=10.0):
-    host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::") else "127.0.0.1"
-    if ":" in host:
-        host = "[%s]" % host
-    url = "%s://%s:%d%s" % ("https" if cfg.tls_cert else "http", host, cfg.http_port, path)
-    context = None
-    if cfg.tls_cert:  # the gateway's own certificate, or the CA in $HCP_CACERT
-        import ssl
-
-        context = ssl.create_default_context(cafile=os.environ.get("HCP_CACERT") or cfg.tls_cert)
-        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-        context.check_hostname = False  # asked on this machine, of the certificate the config names
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Authorization": "Bearer " + cfg.token,
-                                          "Content-Type": "application/json"})
+def _api(cfg, method, path, body=None):
+    """The running gateway's answer, or one line on stderr and exit 2 (a
+    request it refused as wrong: 400, 404) or 1 (no answer, TLS, the rest)."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
-            return json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        try:
-            msg = json.loads(err.read()).get("error", "")
-        except ValueError:
-            msg = ""
-        click.echo("gateway refused (%d): %s" % (err.code, msg or err.reason), err=True)
-        sys.exit(2 if err.code in (400, 404) else 1)
-    except (urllib.error.URLError, OSError) as err:
-        click.echo("cannot reach the gateway at %s: %s (is `hcp gateway run` running?)" % (url, err),
-                   err=True)
-        sys.exit(1)
+        return Client.of_config(cfg).need(method, path, body)
+    except ClientError as err:
+        click.echo(str(err), err=True)
+        sys.exit(2 if err.status in (400, 404) else 1)
 
 
 def _print(obj):

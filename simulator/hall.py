@@ -23,6 +23,7 @@ import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway.client import Client
 from gateway.files import write_private
 from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
@@ -83,7 +84,7 @@ class SimHall:
         self.gateway = None
         self.receivers = {}
         self.windows = []
-        self.api = procs.Api(self.http_port, self.token)
+        self.api = Client("http://127.0.0.1:%d" % self.http_port, self.token)
         self.display = tomllib.loads((ROOT / "boards.toml").read_text())["sim"]["display"]
         self.faults = {}
         self.url_template = "HTTPS://HALL.EXAMPLE/E/{staff_id}"

@@ -25,12 +25,10 @@ import os
 import pathlib
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 
 from simulator.net import free_port, wait_port
@@ -349,56 +347,6 @@ class Proc:
                 return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")
         except OSError:
             return ""
-
-
-class Api:
-    """The gateway's JSON API, over http:// or https://. For https, the
-    server's certificate is checked against `cafile` (or $HCP_CACERT; else
-    the system's CAs); `error` keeps why the last call got no answer (an
-    ssl.SSLCertVerificationError for a certificate problem)."""
-
-    def __init__(self, port, token, base=None, cafile=None):
-        self.base = (base or "http://127.0.0.1:%d" % port).rstrip("/")
-        self.token = token
-        self.error = None
-        self.context = None
-        if self.base.lower().startswith("https:"):
-            cafile = cafile or os.environ.get("HCP_CACERT") or None
-            # OSError / ssl.SSLError here: the CA file cannot be read or is not PEM.
-            self.context = ssl.create_default_context(cafile=cafile)
-            if cafile:  # a certificate in the file is trusted as it is (the gateway's own one, pinned)
-                self.context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-
-    def call(self, method, path, body=None, timeout=10.0):
-        """(status, json); status 0 when the gateway does not answer (why: self.error)."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Authorization": "Bearer " + self.token,
-                                              "Content-Type": "application/json"})
-        self.error = None
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self.context) as resp:
-                return resp.status, json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            try:
-                return err.code, json.loads(err.read() or b"null")
-            except ValueError:
-                return err.code, None
-        except urllib.error.URLError as err:
-            self.error = err.reason
-            return 0, None
-        except (OSError, ValueError) as err:
-            self.error = err
-            return 0, None
-
-    def wait_up(self, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, _ = self.call("GET", "/api/status", timeout=2.0)
-            if status == 200:
-                return True
-            time.sleep(0.05)
-        return False
 
 
 def gateway(workdir, config_path, http_port):

@@ -18,8 +18,8 @@ from support.gwharness import HCP, TOKEN, InProcess, config_doc, toml, write_con
 from support.procs import free_port
 
 from gateway import config
+from gateway.client import Client
 from gateway.errors import ConfigError
-from simulator.procs import Api
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -169,7 +169,7 @@ def test_https_serves_the_api_tls12_and_up_and_nothing_in_clear(tmp_path, pki, q
         s.close()
         assert b"session" not in got and TOKEN.encode() not in got
         # The simulator's / tools' client, with the CA file.
-        assert Api(0, TOKEN, base="https://127.0.0.1:%d" % gw.port, cafile=str(pki / "ca.pem")).call(
+        assert Client("https://127.0.0.1:%d" % gw.port, TOKEN, cafile=str(pki / "ca.pem")).call(
             "GET", "/api/status")[0] == 200
 
 
@@ -253,3 +253,28 @@ def test_the_tools_reach_an_https_gateway_with_a_ca_file(tmp_path, pki, quiet):
             assert "certificate" in err and "--cacert" in err, err
         bad = run("--cacert", str(tmp_path / "missing.pem"))
         assert bad.returncode != 0 and "Traceback" not in bad.stderr and "missing.pem" in bad.stderr, bad.stderr
+
+
+def test_hcp_gateway_commands_reach_their_own_https_gateway(tmp_path, pki, quiet):
+    """`hcp gateway status` on the gateway's machine (gateway/client.py
+    Client.of_config) trusts the certificate its config names, pinned, on
+    a wildcard listen reached over loopback; a $HCP_CACERT that did not
+    issue it is one line naming the certificate, exit 1."""
+    conf = _tls_conf(tmp_path, pki, listen="0.0.0.0:%d" % free_port())
+    os.chmod(conf, 0o600)
+    env = dict(os.environ)
+    env.pop("HCP_CACERT", None)
+
+    def status(**env_extra):
+        return subprocess.run([HCP, "gateway", "status", "-c", str(conf)], capture_output=True, text=True,
+                              timeout=60, env=dict(env, **env_extra))
+
+    with InProcess(conf):
+        ok = status()
+        assert ok.returncode == 0 and json.loads(ok.stdout)["session"], ok.stderr
+        ok = status(HCP_CACERT=str(pki / "ca.pem"))
+        assert ok.returncode == 0 and json.loads(ok.stdout)["session"], ok.stderr
+        bad = status(HCP_CACERT=str(pki / "other-ca.pem"))
+        err = bad.stderr.strip()
+        assert bad.returncode == 1 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "certificate" in err and "not trusted" in err and "$HCP_CACERT" in err, err

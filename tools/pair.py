@@ -11,6 +11,7 @@ evaluation URL, slot 1 the rating prompt, 2 the thanks, 3 the title of the
 import base64
 import string
 
+from gateway.client import ClientError
 from tools import card
 
 PROMPT = "请您对本次服务评价"
@@ -60,22 +61,18 @@ def screens(staff_name, staff_id, window, url, display, reasons=()):
 
 def pair(api, device_id, staff_id, staff_name, window, display, url_template=DEFAULT_URL_TEMPLATE,
          reasons=(), replace=False):
-    """Bind through the gateway API (simulator.procs.Api or alike). Returns the
+    """Bind through the gateway API (a gateway.client.Client). Returns the
     gateway's answer; raises PairError with the current binding on refusal."""
     url = evaluation_url(url_template, staff_id, window, device_id)
     try:
         bitmaps = screens(staff_name, staff_id, window, url, display, reasons)
     except card.CardError as err:
         raise PairError(str(err)) from err
-    status, body = api.call("POST", "/api/pair", {
-        "device_id": device_id, "staff_id": staff_id, "staff_name": staff_name, "window": window,
-        "replace": bool(replace), "bitmaps": bitmaps})
-    if status in (200, 201):
-        return dict(body or {}, url=url)
-    if status == 0:
-        raise PairError("the gateway does not answer at %s" % api.base)
-    detail = (body or {}).get("error", "HTTP %d" % status)
-    current = (body or {}).get("current")
-    if current:
-        detail += "; current binding: %s" % current
-    raise PairError(detail)
+    try:
+        body = api.need("POST", "/api/pair", {
+            "device_id": device_id, "staff_id": staff_id, "staff_name": staff_name, "window": window,
+            "replace": bool(replace), "bitmaps": bitmaps})
+    except ClientError as err:
+        current = err.body.get("current") if isinstance(err.body, dict) else None
+        raise PairError("%s%s" % (err, "; current binding: %s" % current if current else "")) from err
+    return dict(body or {}, url=url)

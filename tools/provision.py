@@ -6,8 +6,7 @@ line, Wi-Fi, the hall's MQTT broker), so nobody listening there can learn it.
     device_id = provision_dir(api, "/path/to/flash")     # a sim device
     device_id = provision_port(api, "/dev/ttyACM0", "esp32")   # a real board
 
-`api` is the gateway's API client (tools.tool_cli's gateway, or anything
-with `call(method, path, body)` and `base`). The gateway answers
+`api` is the gateway's API client (gateway.client.Client). The gateway answers
 `POST /api/devices/<id>/key` only over TLS or from its own machine; this
 module refuses to ask over plain HTTP to another host as well.
 
@@ -23,6 +22,7 @@ import secrets
 import tempfile
 import urllib.parse
 
+from gateway.client import ClientError
 from gateway.config import loopback
 from gateway.files import write_private
 
@@ -47,12 +47,10 @@ def check_transport(base, allow_plain=False):
 def request_key(api, device_id):
     """A new key for device_id from the gateway: (raw key, reprovisioned)."""
     check_transport(api.base)
-    status, body = api.call("POST", "/api/devices/%s/key" % device_id, {})
-    if status == 0:
-        raise ProvisionError("the gateway does not answer at %s" % api.base)
-    if status != 201:
-        raise ProvisionError("the gateway refused to provision %s: %s"
-                             % (device_id, (body or {}).get("error", "HTTP %d" % status)))
+    try:
+        body = api.need("POST", "/api/devices/%s/key" % device_id, {})
+    except ClientError as err:
+        raise ProvisionError("cannot provision %s: %s" % (device_id, err)) from err
     try:
         key = bytes.fromhex(body["key"])
     except (KeyError, TypeError, ValueError) as err:

@@ -4,11 +4,11 @@ with one staff account, and see what the citizen will see."""
 import json
 import os
 import pathlib
-import ssl
 import tomllib
 
 import click
 
+from gateway.client import Client, ClientError
 from tools import flash as _flash
 from tools import pair as _pair
 
@@ -49,6 +49,9 @@ def _size(files, directory):
 
 
 # -- talking to the gateway ------------------------------------------------------
+HINTS = {"ca": "--cacert or $HCP_CACERT", "api": "use --config or --api", "token": "use --config or --token"}
+
+
 class _Gateway:
     def __init__(self, config, api, token):
         self.cfg = {}
@@ -72,34 +75,19 @@ class _Gateway:
         cacert = (ctx.meta.get("hcp.cacert") if ctx else None) or os.environ.get("HCP_CACERT")
         if not cacert and http.get("tls_cert") and not api and not os.environ.get("HCP_API"):
             cacert = os.path.join(os.path.dirname(os.path.abspath(config)), http["tls_cert"])
-        from simulator.procs import Api
-
         try:
-            self.api = Api(0, self.token, base=self.base, cafile=cacert)
-        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-            raise click.ClickException("cannot use the CA file %s: %s" % (cacert, getattr(err, "strerror", None)
-                                                                          or err)) from err
+            self.api = Client(self.base, self.token, cafile=cacert, hints=HINTS)
+        except ClientError as err:
+            raise click.ClickException(str(err)) from err
 
     def call(self, method, path, body=None):
         return self.api.call(method, path, body)
 
     def need(self, method, path, body=None):
-        status, res = self.call(method, path, body)
-        if status == 0 and isinstance(self.api.error, ssl.SSLCertVerificationError):
-            raise click.ClickException("the gateway's certificate at %s is not trusted: %s (give the CA that"
-                                       " issued it with --cacert or $HCP_CACERT)"
-                                       % (self.base, self.api.error.verify_message or self.api.error))
-        if status == 0 and isinstance(self.api.error, ssl.SSLError):
-            raise click.ClickException("TLS with the gateway at %s failed: %s (does it serve https? its CA:"
-                                       " --cacert or $HCP_CACERT)" % (self.base, self.api.error))
-        if status == 0:
-            raise click.ClickException("the gateway does not answer at %s (is `hcp gateway run` up? "
-                                       "use --config or --api)" % self.base)
-        if status == 401:
-            raise click.ClickException("the gateway refused the token (use --config or --token)")
-        if status >= 400:
-            raise click.ClickException((res or {}).get("error", "HTTP %d" % status))
-        return res
+        try:
+            return self.api.need(method, path, body)
+        except ClientError as err:
+            raise click.ClickException(str(err)) from err
 
     def device_on_port(self, port):
         got = self.need("GET", "/api/devices")
@@ -168,12 +156,12 @@ def provision(directory, port, board, device_id, config, api, token):
     gw = _Gateway(config, api, token)
     try:
         if directory:
-            did, again = _prov.provision_dir(gw, directory, device_id)
+            did, again = _prov.provision_dir(gw.api, directory, device_id)
         else:
             if not board:
                 raise click.UsageError("--port needs --board (where the board keeps its files)")
             root = _flash.board_settings(board).get("storage", {}).get("dir", "/")
-            did, again = _prov.provision_port(gw, port, root)
+            did, again = _prov.provision_port(gw.api, port, root)
     except (_prov.ProvisionError, _flash.FlashError) as err:
         raise click.ClickException(str(err)) from err
     click.echo("provisioned %s%s; restart the device to use its key, then pair it (hcp tool pair --device %s)"
@@ -204,7 +192,7 @@ def pair(staff_id, staff_name, window, device_id, port, replace, url_template, c
     dev = gw.need("GET", "/api/devices/%s" % device_id)
     display = _display(dev.get("board") or "sim")
     try:
-        res = _pair.pair(gw, device_id, staff_id, staff_name, window, display,
+        res = _pair.pair(gw.api, device_id, staff_id, staff_name, window, display,
                          url_template=url_template or gw.url_template(), reasons=gw.reasons(), replace=replace)
     except _pair.PairError as err:
         raise click.ClickException(str(err)) from err

@@ -7,17 +7,15 @@ kill -9 it).
     proc = GatewayProcess(conf).start()    # .kill9(), .restart(), .api(...)
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from support.procs import free_port, wait_port
 
+from gateway.client import Client
 from gateway.files import write_private
 from simulator import tomlw
 
@@ -54,18 +52,8 @@ def write_config(tmp_path, name="hall.toml", **kw):
 
 
 def api(port, method, path, body=None, token=TOKEN, timeout=10.0):
-    """(status, json) from the gateway's API."""
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = "Bearer " + token
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method,
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+    """(status, json) from the gateway's API (token None: without one)."""
+    return Client("http://127.0.0.1:%d" % port, token, timeout=timeout).call(method, path, body)
 
 
 class InProcess:
