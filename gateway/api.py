@@ -1,28 +1,10 @@
 """The gateway's HTTP API: JSON in, JSON out, `Authorization: Bearer <token>`
-(`[http] token`) on every request. Reference: gateway/README.md.
-
-    GET  /api/status                      gateway status, alarm, ports, forwarders
-    GET  /api/devices                     device summaries; "unprovisioned": devices heard on a
-                                          serial port that hold no key yet
-    POST /api/devices/<id>/key            provision: a new device key (hex) for the technician's
-                                          tool to write over USB (never over plain HTTP from
-                                          another host: 403)
-    GET  /api/devices/<id>                one device
-    POST /api/devices/<id>/bitmaps        {"slot", "width", "height", "data": base64, "store": true}
-    GET  /api/devices/<id>/bitmaps[/<slot>]  stored slots, or one image (base64 MONO_HLSB)
-    POST /api/pair                        {"device_id", "staff_id", "window", "staff_name",
-                                           "replace": false, "bitmaps": [...]}
-    POST /api/unpair                      {"device_id"}
-    GET  /api/bindings                    every binding
-    GET  /api/audit?limit=N               bind/unbind/replace/refuse, newest first
-    POST /api/invitations                 {"window", "cases": [{"projectNo", ...}], "timeout_s"}
-    GET  /api/invitations/<id>            state, cases, the event that answered it
-    POST /api/invitations/<id>/cancel
-    POST /api/storage                     {"max_size_mb": N}: cap the database now (0 lifts it)
-    GET  /api/dashboard                   everything the dashboard page shows (gateway/dashboard.py)
-    GET  /api/alerts                      the active alerts
-    GET  /metrics                         Prometheus text format (gateway/metrics.py)
-    GET  / , /dashboard, /web/<file>      the dashboard page: no token to load it, none of its data without
+(`[http] token`) on every request. The endpoints are the table of
+gateway/routes.py; their reference is gateway/README.md "HTTP API". This
+module is the HTTP server: connections, the token, bodies, errors as JSON.
+The dashboard page (GET /, /dashboard, /web/<file>) needs no token to load,
+none of its data comes without. A device key (POST /api/devices/<id>/key)
+is never answered over plain HTTP to another host: 403.
 
 Errors are {"error": text} with 400 (bad request), 401 (token), 404 (not
 found), 409 (binding refused: also "current"; or device not connected), 503
@@ -41,7 +23,6 @@ import http.client
 import json
 import logging
 import queue
-import re
 import selectors
 import socket
 import ssl
@@ -50,6 +31,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
+from gateway import routes
 from gateway.config import http_tls_context
 from gateway.config import loopback as is_loopback
 from gateway.dashboard import Raw, static
@@ -61,7 +43,7 @@ from gateway.errors import (
     NotFound,
     StorageError,
 )
-from gateway.pairing import MAX_SLOT, _text
+from gateway.routes import DIGITS
 
 log = logging.getLogger("hcp.gateway.api")
 
@@ -85,7 +67,6 @@ PAGE_HEADERS = (("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY"), (
 
 STATUS = [(InvalidRequest, 400), (NotFound, 404), (BindingError, 409), (DeviceNotConnected, 409),
           (StorageError, 503), (GatewayError, 500)]
-_DIGITS = re.compile(r"[0-9]{1,9}")  # Content-Length, a bitmap slot: plain ASCII digits, no sign
 
 
 class _Refused(Exception):
@@ -206,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
         values = self.headers.get_all("Content-Length") or []
         if not values:
             return 0
-        if len(values) > 1 or not _DIGITS.fullmatch(values[0].strip()):
+        if len(values) > 1 or not DIGITS.fullmatch(values[0].strip()):
             raise _Refused(400, "Content-Length must be one number of bytes 0..%d, got %s"
                            % (MAX_BODY, ", ".join(repr(v[:20]) for v in values)))
         n = int(values[0])
@@ -255,15 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             self._reply(401, {"error": "missing or wrong bearer token"})
             return
-        if method == "POST" and len(parts) == 4 and parts[:2] == ["api", "devices"] and parts[3] == "key" \
-                and not self.tls and not is_loopback(self.client_address[0]):
+        found = routes.find(method, parts)
+        if found is not None and found[0].key and not self.tls and not is_loopback(self.client_address[0]):
             # The answer is a device key: never in clear across the hall network.
             self._reply(403, {"error": "a device key is only handed out over TLS ([http] tls_cert) or to "
                                        "this machine itself"})
             return
         try:
             body = self._json(raw) if method == "POST" else {}
-            result = route(self.server.gw, method, parts, body, query)
+            result = routes.route(self.server.gw, method, parts, body, query, found)
             if result is None:
                 code, obj = 404, {"error": "no such endpoint: %s %s" % (method, url.path)}
             else:
@@ -283,93 +264,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         self._dispatch("POST")
-
-
-def _flag(body, name):
-    v = body.get(name, False)
-    if not isinstance(v, bool):
-        raise InvalidRequest("%s must be true or false" % name)
-    return v
-
-
-def _check_common(body):
-    """Fields several endpoints take: `actor` (who did it, for the audit: an
-    id of at most 100 characters), `bitmaps` (a list, at most one per slot)."""
-    if "actor" in body:
-        actor = body["actor"]
-        if not isinstance(actor, str) or len(actor) > 100:
-            raise InvalidRequest("actor must be a string of at most 100 characters")
-        _text(actor, "actor", required=False)
-    bitmaps = body.get("bitmaps")
-    if bitmaps is not None and (not isinstance(bitmaps, list) or len(bitmaps) > MAX_SLOT + 1):
-        raise InvalidRequest("bitmaps must be a list of at most %d bitmaps (one per slot)" % (MAX_SLOT + 1))
-
-
-def route(gw, method, parts, body, query):
-    """(status, object) for one request, or None if no endpoint matches."""
-    if method == "GET" and parts == ["metrics"]:
-        return 200, gw.dashboard.metrics_text()
-    if not parts or parts[0] != "api":
-        return None
-    p = parts[1:]
-    if method == "GET":
-        if p == ["status"]:
-            return 200, gw.status()
-        if p == ["dashboard"]:
-            return 200, gw.dashboard.snapshot()
-        if p == ["alerts"]:
-            return 200, gw.dashboard.alerts()
-        if p == ["devices"]:
-            return 200, {"devices": [d.summary() for d in sorted(gw.registry.all(),
-                                                                 key=lambda d: d.device_id)],
-                         "unprovisioned": gw.registry.unprovisioned()}
-        if len(p) == 2 and p[0] == "devices":
-            dev = gw.registry.get(p[1])
-            if dev is None:
-                raise NotFound("no device %s" % p[1])
-            return 200, dev.summary()
-        if len(p) == 3 and p[0] == "devices" and p[2] == "bitmaps":
-            return 200, gw.pairing.get_bitmap(p[1])
-        if len(p) == 4 and p[0] == "devices" and p[2] == "bitmaps":
-            if not _DIGITS.fullmatch(p[3]) or int(p[3]) > MAX_SLOT:
-                raise InvalidRequest("slot must be an integer 0..%d, got %r" % (MAX_SLOT, p[3][:20]))
-            return 200, gw.pairing.get_bitmap(p[1], int(p[3]))
-        if p == ["bindings"]:
-            return 200, {"bindings": gw.pairing.bindings()}
-        if p == ["audit"]:
-            try:
-                limit = int(query.get("limit", ["100"])[0])
-            except ValueError as err:
-                raise InvalidRequest("limit must be an integer") from err
-            return 200, {"audit": gw.pairing.audit(max(1, min(limit, 10000)))}
-        if len(p) == 2 and p[0] == "invitations":
-            return 200, gw.invitations.get(p[1])
-        return None
-    if method == "POST":
-        _check_common(body)
-        if p == ["invitations"]:
-            return 201, gw.invitations.open(body.get("window"), body.get("cases"), body.get("timeout_s"))
-        if len(p) == 3 and p[0] == "invitations" and p[2] == "cancel":
-            return 200, gw.invitations.cancel(p[1])
-        if p == ["storage"]:
-            return 200, gw.set_storage_cap(body.get("max_size_mb"))
-        if p == ["pair"]:
-            return 201, gw.pairing.pair(body.get("device_id"), body.get("staff_id"), body.get("window"),
-                                        staff_name=body.get("staff_name", ""),
-                                        replace=_flag(body, "replace"),
-                                        actor=str(body.get("actor", ""))[:100],
-                                        bitmaps=body.get("bitmaps") or [])
-        if len(p) == 3 and p[0] == "devices" and p[2] == "key":
-            return 201, gw.pairing.provision(p[1], actor=str(body.get("actor", ""))[:100])
-        if p == ["unpair"]:
-            return 200, gw.pairing.unpair(body.get("device_id"), actor=str(body.get("actor", ""))[:100])
-        if len(p) == 3 and p[0] == "devices" and p[2] == "bitmaps":
-            store = body.get("store", True)
-            if not isinstance(store, bool):
-                raise InvalidRequest("store must be true or false")
-            return 200, gw.pairing.bitmap(p[1], body, store=store)
-        return None
-    return None
 
 
 class _HeadTooLong(http.client.LineTooLong):
