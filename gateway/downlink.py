@@ -17,12 +17,15 @@ import logging
 import threading
 import time
 
+from gateway.backoff import Backoff
+
 log = logging.getLogger("hcp.gateway.downlink")
 
 CONFIRMED = ("invite", "cancel", "time", "bind", "unbind", "bitmap", "config")
 FIRST_RETRY_S = 1.0
 MAX_RETRY_S = 8.0
 GIVE_UP_S = 60.0
+RETRY = Backoff(FIRST_RETRY_S, MAX_RETRY_S, jitter=False)  # 1, 2, 4, 8, 8 ... s
 MAX_PENDING = 20000  # all devices; beyond, the oldest are forgotten (counted)
 
 
@@ -101,7 +104,7 @@ class Downlink:
         """p was sent again as `seq`."""
         now = time.time() if now is None else now
         p.tries += 1
-        p.next_at = now + min(MAX_RETRY_S, FIRST_RETRY_S * 2 ** (p.tries - 1))
+        p.next_at = now + RETRY.delay(p.tries - 1)
         with self.lock:
             self.pending[(p.device_id, seq)] = p
             self.stats["resent"] += 1

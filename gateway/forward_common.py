@@ -21,12 +21,12 @@ the backlog and would cost per-device bookkeeping; we chose not to.
 """
 
 import logging
-import random
 import sqlite3
 import threading
 import time
 
 from gateway import db, outbox
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger(__name__)
@@ -48,25 +48,6 @@ BACKOFF_DEFAULTS = {
 
 class ForwardError(GatewayError):
     """A delivery attempt failed in a way that is retried (link down, 5xx, timeout)."""
-
-
-class Backoff:
-    """Capped exponential backoff with full jitter in the upper half:
-    delays min, 2*min, 4*min ... up to max; reset() after a success."""
-
-    def __init__(self, minimum, maximum, rng=None):
-        self.minimum = float(minimum)
-        self.maximum = float(maximum)
-        self.attempt = 0
-        self.rng = rng or random.Random()
-
-    def next(self):
-        base = min(self.maximum, self.minimum * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return base * (0.5 + 0.5 * self.rng.random())
-
-    def reset(self):
-        self.attempt = 0
 
 
 class Rate:

@@ -24,6 +24,7 @@ import time
 import serial
 
 from gateway import fastdecode
+from gateway.backoff import Backoff
 from gateway.router import Link
 from protocol.reader import Reader
 
@@ -152,6 +153,7 @@ class SerialIngest(threading.Thread):
         self.cfg = cfg_serial
         self.router = router
         self.ports = {}  # configured path (or glob match) -> Port
+        self.reopen = Backoff(BACKOFF_START_S, cfg_serial.reopen_max_s, jitter=False)  # after port.failures
         self._halt = threading.Event()
         self._rd, self._wr = os.pipe()
         os.set_blocking(self._rd, False)
@@ -254,7 +256,7 @@ class SerialIngest(threading.Thread):
         except (OSError, serial.SerialException, ValueError) as err:
             port.close(str(err))
             port.failures += 1
-            delay = min(self.cfg.reopen_max_s, BACKOFF_START_S * 2 ** min(port.failures - 1, 20))
+            delay = self.reopen.delay(port.failures - 1)
             port.next_try = now + delay
             if port.failures == 1 or port.failures % 10 == 0:
                 log.warning("cannot open %s (%s); retrying in %.1f s", port.path, err, delay)
@@ -269,8 +271,7 @@ class SerialIngest(threading.Thread):
             pass
         port.close(why)
         port.failures += 1
-        port.next_try = time.monotonic() + min(self.cfg.reopen_max_s,
-                                               BACKOFF_START_S * 2 ** min(port.failures - 1, 20))
+        port.next_try = time.monotonic() + self.reopen.delay(port.failures - 1)
         log.warning("port %s closed: %s", port.path, why)
 
     def _read(self, port):
