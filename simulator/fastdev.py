@@ -1,27 +1,46 @@
-"""A fast evaluator for `hcp sim fleet --fast`: the firmware's logic modules
-under CPython, in-process, thousands to one machine.
+"""A fast evaluator for `hcp sim fleet --fast`: the firmware itself, in
+process, a thousand and more to one machine.
 
-This is NOT the real firmware VM (that is simulator/device.py: MicroPython
-processes at 64K). What runs here is the firmware's own pure-logic code:
+What runs is the firmware's own code, a copy of its modules per device
+(simulator/fastvm.py): firmware/boot.py powers it on (journal scan, boot
+number, key, pairing, config), app.py's run() and turn() are its loop, and
+link.py, orders.py, rating.py, journal.py (on a real file), buttons.py,
+store.py (the settings files in the device's directory), protocol/rx.py and
+protocol/tx.py do what they do on a board. There is no second link here:
+the hello, the window of 8, the retransmit backoff, the tags and the replay
+guard are firmware/link.py's.
 
-- firmware/rating.py  Evaluator, the 一次一评 state machine
-- firmware/journal.py + recover.py  the flash journal, on a real file in the
-  device's directory (`journal`), scanned at every power-on
-- firmware/buttons.py  debounce, presses on release, stuck detection
-- firmware/orders.py  what the device does with each gateway message (ack,
-  invite, cancel, time, bind, unbind, config, bitmap), answered `done`
+What is not the firmware's is the board, this module's `Board` in place of
+firmware/hal_sim.py (the same names: init, make_id, rx, read, write, wait,
+scan, show), and what the MicroPython VM would provide:
 
-around a port of firmware/link.py to a class (the firmware's link is a module
-singleton with one frame buffer; a fleet needs one per device): hello with
-capped backoff, a window of 8 events in flight, retransmit 1 s doubling to
-30 s, health every heartbeat, every frame tagged with the device key after
-pairing, the gateway's (session, seq) replay-checked. Frames are built and
-read by protocol.messages (the gateway's codec), and travel over the
-gateway's MQTT ingest (simulator/fastlink.py carries them).
+- the line: what the firmware writes in a turn goes out as one MQTT payload
+  when the turn ends (in hal.wait), through the transport
+  (simulator/fastlink.py); payloads from the gateway are read 128 bytes at a
+  time as from the UART (hal.read). At most INBOX bytes wait: a payload that
+  finds no room is dropped and counted (`Board.dropped`): the gateway
+  resends commands until they are done.
+- the clock: MicroPython's time.ticks_ms()/ticks_diff() over the monotonic
+  clock, or over a test's `VirtualClock`.
+- buttons: `press N`, `down N`, `up N`, queued (at most 16) and fed to
+  firmware/buttons.py by hal.scan(), as the sim board's stdin lines are.
+- the screen: the view's name and the invitation shown (hal.show). Nothing
+  is drawn: firmware/screen.py draws with MicroPython's framebuf; its
+  stand-in here keeps the panel size that orders.py checks bitmaps against.
+- the heap: gc.collect() does nothing and gc.mem_free() is 0 (health's
+  `free_heap`): a fast device has no 64 KB heap to report. The VM reports
+  the real figure (`hcp bench firmware`).
+
+The loop: at power-on the firmware's run() (link start, first draw, first
+turn), then app.turn() each time one is due: when the time the firmware
+asked hal.wait() to sleep has passed (the transport's scheduler), when a
+payload arrives, when a button is pressed. hal.wait() ends a turn by raising
+`Asleep` (run() loops forever on a board).
 
 The interface is SimDevice's, for the fleet's actors: press / down / up,
-state / wait_state, starts, running, power_cut / start / stop. A power cut
-drops everything in RAM and the next start reads the journal file back.
+state / wait_state / showing, starts, running, power_cut / start / stop. A
+power cut drops the device's modules (its RAM) and closes its files; the
+next start() builds them afresh and boots from the flash directory.
 """
 
 import json
@@ -29,376 +48,314 @@ import os
 import pathlib
 import threading
 import time
-import types
 
-from firmware import VERSION, orders, store
-from firmware.buttons import Buttons
-from firmware.journal import RATING
-from firmware.rating import IDLE, NAMES, Evaluator
-from firmware.recover import open_journal
-from protocol import frame as _frame
-from protocol import messages
-from protocol.errors import AuthError, FrameError, ProtocolError
-from protocol.hmac256 import Key
-from protocol.schema import KINDS
+from simulator import fastvm
 from simulator.device import SimDeviceError
 
-_HELLO, _EVENT, _HEALTH, _ERROR = 0x01, 0x02, 0x03, 0x7F
-_WINDOW = 8
-_FORGOTTEN = 3
-BOARD = "sim-fast"
-# orders.py keeps the device's settings through firmware/store.py, whose
-# flash root is a module global: one device at a time goes through it.
-_STORE_LOCK = threading.Lock()
+INBOX = 16384  # bytes from the gateway waiting to be read: a UART's buffer, generously
+FLUSH_AT = 4096  # a payload goes out before it grows past this (the gateway takes 8 KB)
+OPS = 16  # button commands waiting for scan(), as hal_sim
+TICKS_PERIOD = 1 << 30  # MicroPython's ticks_ms() wraps here (the unix port's period)
 
 
-def _put(name, obj):
-    # MicroPython writes a str to a binary file; CPython wants bytes.
-    store.atomic(store.ROOT + name + ".json", json.dumps(obj).encode())
+class Asleep(Exception):
+    """Raised by hal.wait(): the turn is over."""
 
 
-# firmware/store.py as orders.py sees it, with put() for CPython.
-_STORE = types.SimpleNamespace(get=store.get, put=_put, put_bitmap=store.put_bitmap,
-                               drop_bitmap=store.drop_bitmap)
+class Ticks:
+    """MicroPython's `time` as the firmware uses it, over a millisecond source."""
+
+    __slots__ = ("ms",)
+
+    def __init__(self, ms):
+        self.ms = ms
+
+    def ticks_ms(self):
+        return int(self.ms()) & (TICKS_PERIOD - 1)
+
+    @staticmethod
+    def ticks_diff(a, b):
+        half = TICKS_PERIOD // 2
+        return ((a - b + half) & (TICKS_PERIOD - 1)) - half
+
+    @staticmethod
+    def ticks_add(a, d):
+        return (a + d) & (TICKS_PERIOD - 1)
 
 
-class _Screen:
-    w, h = 128, 64  # the sim board's panel (boards.toml [sim.display])
+def monotonic_ms():
+    return time.monotonic_ns() // 1000000
 
 
-class DevLink:
-    """firmware/link.py as an object: one per device."""
+class VirtualClock:
+    """A clock in ms that moves only when told (tests)."""
 
-    def __init__(self, dev):
+    def __init__(self, start=0):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, ms):
+        self.now += ms
+
+
+class Heap:
+    """MicroPython's `gc` as the firmware uses it: no 64 KB heap here."""
+
+    @staticmethod
+    def collect():
+        pass
+
+    @staticmethod
+    def mem_free():
+        return 0
+
+
+HEAP = Heap()
+REAL_TIME = Ticks(monotonic_ms)
+
+
+class Screen:
+    """firmware/screen.py's place: the panel's size and buffer, no drawing."""
+
+    __slots__ = ("w", "h", "buf")
+
+    def __init__(self):
+        self.w = self.h = 0
+        self.buf = None
+
+    def init(self, width, height, frame):
+        self.w = width
+        self.h = height
+        self.buf = frame
+
+    def draw(self, view, dev):
+        pass
+
+
+class Board:
+    """The fast device's HAL: firmware/hal_sim.py's interface."""
+
+    def __init__(self, dev, name):
         self.dev = dev
-        self.seq = 0
-        self.key = None
-        self.sent = bytearray(dev.journal.slots)
-        self.up = False
-        self.t_hello = self.gap = self.t_retx = self.t_health = 0
-        self.backoff = 1000
-        self.quiet = 0
-        self.bad = 0
-        self.refused = 0
-        self.replay = _frame.Replay()  # the gateway's last (session, seq), in RAM
+        self.name = name
+        self.rx = bytearray(128)  # read() fills it
+        self.inbox = bytearray()  # from the gateway, not read yet (from `pos`)
+        self.pos = 0
+        self.out = bytearray()  # written in this turn
+        self.ops = []  # button commands for scan()
+        self.sleep = 0  # what the last turn asked wait() for
+        self.dropped = 0  # payloads from the gateway that found the inbox full
+        self.ops_dropped = 0  # button commands beyond OPS
 
-    def set_key(self, raw):
-        self.key = Key(raw) if raw else None
+    # -- the HAL -----------------------------------------------------------------
+    def init(self, settings, opts):
+        self.flash = opts.get("flash", ".")
+        d = settings.get("display") or {}
+        self.width = d.get("width", 128)
+        self.height = d.get("height", 64)
+        d = settings.get("buttons") or {}
+        self.debounce_ms = d.get("debounce_ms", 30)
+        self.stuck_ms = d.get("stuck_ms", 5000)
+        self.slots = (settings.get("storage") or {}).get("journal_slots", self.dev.slots)
 
-    def out(self, code, *values):
-        """Send message `code` with its fields' values in table order."""
-        if not code:
-            return  # MQTT payloads are whole frames: no delimiter to close
-        d = self.dev
-        self.seq += 1
-        msg = {"type": messages.SCHEMA[code][0], "session": d.boot, "seq": self.seq}
-        for (name, _), v in zip(messages.fields(code), values, strict=True):
-            msg[name] = v
-        d.transport.publish(d, messages.encode(msg, self.key))
+    @staticmethod
+    def make_id():
+        b = os.urandom(4)
+        return "SIM-%02X%02X%02X%02X" % (b[0], b[1], b[2], b[3])
 
-    def start(self, now):
-        self.up = False
-        for i in range(len(self.sent)):
-            self.sent[i] = 0
-        self.gap = 2000
-        self.hello(now)
+    def read(self):
+        n = min(len(self.inbox) - self.pos, len(self.rx))
+        if n <= 0:
+            return 0
+        self.rx[:n] = self.inbox[self.pos:self.pos + n]
+        self.pos += n
+        if self.pos == len(self.inbox):
+            self.inbox.clear()
+            self.pos = 0
+        return n
 
-    def hello(self, now):
-        d = self.dev
-        self.out(_HELLO, d.device_id, VERSION, BOARD, d.boot, len(d.journal.live), now & 0xFFFFFFFF,
-                 d.staff_id, 1 if self.key else 0)
-        self.t_hello = now + self.gap
-        self.gap = min(self.gap * 2, 10000)
+    def write(self, data):
+        self.out += data  # a copy: tx.frame() is a view of protocol.tx's buffer
+        if len(self.out) >= FLUSH_AT:
+            self.flush()
 
-    def health(self, now):
-        d = self.dev
-        j = d.journal
-        self.out(_HEALTH, d.device_id, now & 0xFFFFFFFF, d.clock(now), 65536, len(j.live), j.slots - len(j.live),
-                 d.lost + d.buttons.dropped, j.corrupt, d.ev.uninvited, d.buttons.stuck, VERSION, d.staff_id)
-        self.t_health = now + d.heartbeat_ms
+    def wait(self, ms):
+        self.sleep = ms
+        self.flush()
+        raise Asleep
 
-    def receive(self, packet, now):
-        if self.key is None:
-            self.refused += 1  # unprovisioned: nobody here can be trusted (firmware/link.py)
+    def scan(self, buttons, now):
+        for op, i in self.ops:
+            buttons.set(i, 2 if op == 0 else 2 - op, now)
+        self.ops.clear()
+
+    def show(self, buf, view, invitation=""):
+        self.dev.shown(view, invitation)
+
+    # -- the device's side ---------------------------------------------------------
+    def flush(self):
+        if self.out:
+            data = bytes(self.out)
+            self.out.clear()
+            self.dev.transport.publish(self.dev, data)
+
+    def hear(self, payload):
+        if len(payload) > INBOX - (len(self.inbox) - self.pos):
+            self.dropped += 1
             return
-        try:
-            fr = _frame.decode(packet)
-            self.last_seq = fr.seq
-            if self.key is not None:
-                fr.verify(self.key)
-            self.replay.accept(fr)
-            if fr.mtype < 0x10:
-                raise messages.MessageError("type", "wrong direction")
-            msg = messages.parse(fr)
-        except FrameError:
-            self.bad += 1
-            return
-        except AuthError as err:
-            self.refused += 1
-            self.out(_ERROR, 2, getattr(self, "last_seq", 0), err.kind)
-            return
-        except ProtocolError as err:
-            self.bad += 1
-            self.out(_ERROR, 3 if err.kind == "type" else 6, getattr(self, "last_seq", 0), err.kind)
-            return
-        self.quiet = 0
-        if not self.up:
-            self.up = True
-            self.t_retx = now
-        if msg["type"] in ("bitmap", "config", "bind", "unbind"):
-            with _STORE_LOCK:  # orders.py writes settings through firmware/store.py
-                store.ROOT = str(self.dev.flash) + os.sep
-                orders.store = _STORE
-                try:
-                    orders.obey(self.dev, msg, now)
-                finally:
-                    orders.store = store
-        else:
-            orders.obey(self.dev, msg, now)
+        if self.pos:
+            del self.inbox[:self.pos]
+            self.pos = 0
+        self.inbox += payload
 
-    def poll(self, now):
-        if not self.up:
-            if now >= self.t_hello:
-                self.hello(now)
-            return
-        d = self.dev
-        j = d.journal
-        live = j.live
-        k = min(_WINDOW, len(live))
-        if k and now >= self.t_retx and self.sent[live[0]]:
-            self.quiet += 1
-            if self.quiet > _FORGOTTEN:
-                self.quiet = 0
-                self.start(now)
-                return
-            for i in range(k):
-                self.sent[live[i]] = 0
-            self.backoff = min(self.backoff * 2, 30000)
-        for i in range(k):
-            s = live[i]
-            if self.sent[s]:
-                continue
-            self.sent[s] = 1
-            self.t_retx = now + self.backoff
-            b, q, kind, score, t, up_ms, inv, reasons = j.read(s)
-            try:
-                self.out(_EVENT, d.device_id, b, q, KINDS[kind], score, reasons, inv, t, up_ms)
-            except ProtocolError:
-                j.ack(b, q)
-                j.corrupt += 1
-                break
-        if now >= self.t_health:
-            self.health(now)
-
-    def acked(self, s, now):
-        self.sent[s] = 0
-        self.backoff = 1000
-        self.t_retx = now + 1000
-
-    def due(self, now):
-        t = self.t_hello
-        if self.up:
-            t = self.t_health
-            live = self.dev.journal.live
-            if live and self.sent[live[0]] and self.t_retx < t:
-                t = self.t_retx
-        return max(0, t - now)
+    def pending(self):
+        return len(self.inbox) > self.pos
 
 
 class FastDevice:
-    """One evaluator, in-process. Thread-safe: actors press from their
-    threads, the transport delivers frames from its own, the scheduler runs
-    the timers; each takes the device's lock."""
+    """One evaluator, in process. Thread-safe: actors press from their
+    threads, the transport delivers payloads from its own, the scheduler runs
+    the timers; each takes the device's lock for a turn of the firmware."""
 
-    def __init__(self, name, flash_dir, device_id, transport, slots=256):
+    def __init__(self, name, flash_dir, device_id, transport, slots=256, board="sim-fast",
+                 clock=None):
         self.name = name
         self.flash = pathlib.Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         self.device_id = device_id
         self.transport = transport
-        self.slots = slots
+        self.slots = slots  # the journal's, unless the flash's board.json says otherwise
+        self.board = board  # the name hello carries
+        self.ticks = Ticks(clock) if clock is not None else REAL_TIME
         self.cond = threading.Condition(threading.RLock())
         self.on = False
         self.starts = 0
         self.power_cuts = 0
+        self.crashes = 0
         self.view = ""
-        self.journal = None
-        self.ev = None
-        self.link = None
+        self.invitation = ""
+        self.ram = None  # simulator.fastvm.Ram while powered
+        self.app = None  # the device's firmware/app.py
+        self.hal = None
         self.line = None  # no serial line in fast mode
-        (self.flash / "device.json").write_text(json.dumps({"device_id": device_id}))
+        if device_id:
+            (self.flash / "device.json").write_text(json.dumps({"device_id": device_id}))
 
-    # -- the firmware's `dev` (orders.py and rating.py read these) --------------
-    def clock(self, at):
-        return (self.wall + at // 1000) & 0xFFFFFFFF if self.wall else 0
-
-    def record(self, kind, score, reasons, invitation, at):
-        try:
-            s = self.journal.append(self.boot, self.event_seq + 1, kind, score, reasons, invitation,
-                                    self.clock(at), at)
-        except (OSError, ValueError):
-            s = -1
-        if s < 0:
-            self.lost += 1
-            return False
-        self.event_seq += 1
-        return True
-
-    def has_room(self):
-        return self.journal.has_room(RATING)
-
-    def paired(self):
-        return bool(self.staff_id) and self.link.key is not None
-
-    def now(self):
-        return int((time.monotonic() - self.t0) * 1000)
-
-    # -- power ------------------------------------------------------------------
-    def _settings(self, name):
-        try:
-            return json.loads((self.flash / (name + ".json")).read_text())
-        except (OSError, ValueError):
-            return None
-
+    # -- power ----------------------------------------------------------------------
     def start(self):
-        """Power on: scan the journal file, a new boot number, the settings."""
+        """Power on: the firmware's boot in fresh modules, then its run()."""
         with self.cond:
             if self.on:
                 return self
-            self.t0 = time.monotonic()
-            j = open_journal(str(self.flash / "journal"), self.slots)
-            boot = j.max_boot
-            try:
-                boot = max(boot, int((self.flash / "boot").read_text()))
-            except (OSError, ValueError):
-                pass
-            self.boot = boot + 1
-            tmp = self.flash / "boot.tmp"
-            tmp.write_text(str(self.boot))
-            os.replace(tmp, self.flash / "boot")
-            self.journal = j
-            self.event_seq = 0
-            self.wall = self.tz_min = 0
-            self.lost = self.oom = self.gw_errors = 0
-            self.heartbeat_ms = 30000
-            self.dirty = True
-            self.screen = _Screen
-            self.buttons = Buttons()
-            self.ev = Evaluator(self)
-            self.link = DevLink(self)
-            pair = self._settings("pair") or {}
-            self.staff_id = pair.get("staff_id", "")
-            self.window = pair.get("window", "")
-            self.link.set_key(self._key())
-            cfg = self._settings("config")
-            if cfg:
-                orders.configure(self, cfg, 0)
+            self.hal = Board(self, self.board)
+            ram = fastvm.Ram({"firmware.hal_sim": self.hal, "firmware.screen": Screen(),
+                              "time": self.ticks, "gc": HEAP})
+            # What main.py does: the protocol first, boot, boot-only code dropped.
+            ram.load("protocol.rx")
+            ram.load("protocol.tx")
+            ram.load("firmware")
+            app = ram.load("firmware.boot").start(["--flash", str(self.flash), "--board", "sim"])
+            ram.drop("firmware.boot")
+            ram.drop("firmware.recover")
+            self.ram, self.app = ram, app
             self.on = True
             self.starts += 1
-            self.link.start(self.now())
-            self._after(self.now())
+            self._run(app.run)
         return self
-
-    def _key(self):
-        with _STORE_LOCK:  # firmware/store.py reads the key file the technician's tool wrote
-            store.ROOT = str(self.flash) + os.sep
-            return store.key()
 
     @property
     def running(self):
         return self.on
 
+    @property
+    def link(self):
+        """The device's firmware/link.py (None while off)."""
+        return self.app.link if self.app is not None else None
+
     def power_cut(self):
-        """A pulled plug: RAM is gone (the evaluator, the link, the clock);
-        the journal file keeps what append() wrote."""
+        """A pulled plug: RAM is gone (every module of the device, what was
+        not sent yet); the files keep what was written."""
         with self.cond:
             if not self.on:
                 return
-            self.on = False
+            self._off()
             self.power_cuts += 1
-            self.journal.f.close()
-            self.view = ""
-            self.cond.notify_all()
+
+    def _off(self):
+        self.on = False
+        try:
+            self.app.journal.f.close()
+        except (AttributeError, OSError):
+            pass
+        self.ram = self.app = None
+        self.view = self.invitation = ""
+        self.cond.notify_all()
 
     terminate = power_cut
 
     def stop(self):
         self.power_cut()
 
-    # -- the loop, a turn at a time ---------------------------------------------
-    def turn(self):
-        """Called by the scheduler when due: timers. Returns ms until the
-        next one, or None when off."""
-        with self.cond:
-            if not self.on:
-                return None
-            return self._after(self.now())
-
-    def _after(self, t):
-        btn = self.buttons
-        if btn.update(t) and self.link.up:
-            self.link.health(t)
-        q = btn.queue
-        if q:
-            btn.queue = []
-            for i in q:
-                self.ev.press(5 - i, t)
-        self.ev.tick(t)
-        self.link.poll(t)
-        self._redraw()
-        t = self.now()
-        w = 1000
-        for d in (btn.due(t), self.ev.due(t), self.link.due(t)):
-            if 0 <= d < w:
-                w = d
+    # -- the loop ---------------------------------------------------------------------
+    def _run(self, fn, *args):
+        try:
+            fn(*args)
+        except Asleep:
+            pass
+        except BaseException:
+            # A bug in the firmware ends the device as it would end the VM.
+            self.crashes += 1
+            self._off()
+            raise
+        w = 0 if self.hal.pending() else self.hal.sleep
         self.transport.schedule(self, w)
         return w
 
-    def _redraw(self):
-        v = self.ev.state
-        if v != IDLE:
-            v = NAMES[v]
-        elif not self.has_room():
-            v = "full"
-        else:
-            v = "idle" if self.paired() else "unpaired"
-        if v != self.view:
-            self.view = v
-            self.cond.notify_all()
+    def turn(self):
+        """A turn of the firmware's loop (the scheduler calls it when due).
+        Returns ms until the next one is due, or None when off."""
+        with self.cond:
+            if not self.on:
+                return None
+            return self._run(self.app.turn, self.app.buttons)
 
     def receive(self, payload):
-        """Frames from the gateway (one MQTT payload)."""
+        """Frames from the gateway (one MQTT payload): the device wakes."""
         with self.cond:
             if not self.on:
                 return  # a board that is off hears nothing
-            t = self.now()
-            for packet in bytes(payload).split(b"\x00"):
-                if packet:
-                    self.link.receive(packet, t)
-            self._after(t)
+            self.hal.hear(payload)
+            self._run(self.app.turn, self.app.buttons)
 
-    # -- buttons (SimDevice's interface) ----------------------------------------
-    def _button(self, star, level):
+    def shown(self, view, invitation):
+        # hal.show(), from inside a turn (the lock is held).
+        self.view = view
+        self.invitation = invitation
+        self.cond.notify_all()
+
+    # -- buttons (SimDevice's interface) --------------------------------------------
+    def _button(self, star, op):
         with self.cond:
             if not self.on:
                 raise SimDeviceError("%s is not running" % self.name)
-            t = self.now()
-            self.buttons.set(5 - star, level, t)
-            if level == 2:
-                self._after(t)
+            if len(self.hal.ops) < OPS:
+                self.hal.ops.append((op, 5 - star))
             else:
-                self.transport.schedule(self, 0)
+                self.hal.ops_dropped += 1
+            self._run(self.app.turn, self.app.buttons)
 
     def press(self, star):
-        self._button(star, 2)
+        self._button(star, 0)
 
     def down(self, star):
         self._button(star, 1)
 
     def up(self, star):
-        self._button(star, 0)
+        self._button(star, 2)
 
-    # -- screen -----------------------------------------------------------------
+    # -- screen ---------------------------------------------------------------------
     def state(self):
         return self.view
 
@@ -409,7 +366,7 @@ class FastDevice:
     def showing(self):
         """The invitation on screen, or "" (as SimDevice.showing())."""
         with self.cond:
-            return self.ev.invitation if self.on and self.ev.state != IDLE else ""
+            return self.invitation if self.on else ""
 
     def wait_state(self, states, timeout=5.0, poll=None):
         if isinstance(states, str):
@@ -426,5 +383,9 @@ class FastDevice:
 
     def journal_depth(self):
         with self.cond:
-            return len(self.journal.live) if self.on else None
+            return len(self.app.journal.live) if self.on else None
 
+    def output(self):
+        """The device's console (the last lines it printed)."""
+        ram = self.ram
+        return ram.output() if ram is not None else ""

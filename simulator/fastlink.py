@@ -1,19 +1,23 @@
 """`hcp sim fleet --fast`: the hall of simulator/hall.py (real gateway
 process, real broker, the same upstream receivers and faults) with
-in-process evaluators (simulator/fastdev.py) on the gateway's MQTT ingest
-for Wi-Fi evaluators (gateway/README.md "MQTT topics"):
+in-process evaluators (simulator/fastdev.py: each one the firmware's own
+modules, loaded per device by simulator/fastvm.py, on a CPython board) on
+the gateway's MQTT ingest for Wi-Fi evaluators (gateway/README.md "MQTT
+topics"):
 
     P/H/dev/D/up    device -> gateway, QoS 1, frames as on a serial line
     P/H/dev/D/down  gateway -> device, QoS 1
 
 A few paho clients carry every device's topics (one per 1,000 devices, at
 most 4: each has its own network thread, which delivers the gateway's frames
-to the devices), and a couple of scheduler threads run the devices' timers
-(hello, retransmit, heartbeat, invitation timeout, thanks, stuck buttons)
-from one heap of due times: no thread per device.
+to the devices), and a couple of scheduler threads run the devices' turns
+when the firmware's own timers (hello, retransmit, heartbeat, invitation
+timeout, thanks, debounce, stuck buttons) are due, from one heap of due
+times: no thread per device.
 
-Not the real firmware VM: the firmware's logic modules under CPython, over
-MQTT. The default mode and CI run the real firmware processes.
+The firmware's code, not the MicroPython VM: no 64 KB heap, no framebuf
+drawing, no serial line (so no line-noise). The default mode and CI run the
+VM processes; tests/test_sim_fast_parity.py holds both to the same frames.
 """
 
 import heapq
