@@ -1,5 +1,8 @@
 """What the upstream forwarders share: the thread and its status, capped
-backoff, batched delivery bookkeeping, retention, and settings checks.
+backoff, batched delivery bookkeeping, retention. Their settings (keys,
+types, ranges, defaults) are declared in gateway/settings.py: a forwarder
+runs on `settings.upstream_settings(kind, name, table)`, the table checked
+and its defaults filled in.
 
 A forwarder owns one thread and one SQLite connection. It reads pending
 outbox rows of its target in id order (FIFO: per-device order is kept because
@@ -27,23 +30,12 @@ import time
 
 from gateway import db, outbox
 from gateway.backoff import Backoff
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import GatewayError
+from gateway.settings import upstream_settings
 
 log = logging.getLogger(__name__)
 
-# Keys of an [[upstream]] table that belong to the config loader, not to a
-# forwarder: accepted by every validate().
-COMMON_KEYS = {"name", "type", "kind", "enabled"}
-
-RETENTION_DEFAULTS = {
-    "retention_days": 7.0,     # delivered rows are deleted after this long
-    "purge_every_s": 3600.0,   # how often to look for them
-}
 BUG_LOG_S = 60.0  # a failing loop's traceback: once per message this often at most
-BACKOFF_DEFAULTS = {
-    "backoff_min_s": 0.2,      # first retry delay
-    "backoff_max_s": 30.0,     # cap
-}
 
 
 class ForwardError(GatewayError):
@@ -78,85 +70,7 @@ class Rate:
         return (c1 - c0) / max(t1 - t0, 1e-3)
 
 
-# ---------------------------------------------------------------- settings
-
-class Checker:
-    """Collects "upstream.<name>.<key>: <problem>" messages."""
-
-    def __init__(self, settings, prefix=None):
-        self.s = settings if isinstance(settings, dict) else {}
-        name = self.s.get("name")
-        self.prefix = prefix or ("upstream.%s" % name if isinstance(name, str) and name else "upstream")
-        self.errors = [] if isinstance(settings, dict) else ["%s: must be a table" % self.prefix]
-
-    def err(self, key, problem):
-        self.errors.append("%s.%s: %s" % (self.prefix, key, problem))
-
-    def unknown(self, known):
-        for key in sorted(set(self.s) - set(known) - COMMON_KEYS):
-            self.err(key, "unknown key (known: %s)" % ", ".join(sorted(known)))
-
-    def string(self, key, required=False, allow_empty=False):
-        v = self.s.get(key)
-        if v is None:
-            if required:
-                self.err(key, "required")
-            return
-        if not isinstance(v, str) or (not allow_empty and not v):
-            self.err(key, "must be a non-empty string")
-
-    def integer(self, key, lo, hi):
-        v = self.s.get(key)
-        if v is None:
-            return
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            self.err(key, "must be an integer %d..%d" % (lo, hi))
-
-    def number(self, key, lo, hi):
-        v = self.s.get(key)
-        if v is None:
-            return
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            self.err(key, "must be a number %g..%g" % (lo, hi))
-
-    def boolean(self, key):
-        v = self.s.get(key)
-        if v is not None and not isinstance(v, bool):
-            self.err(key, "must be true or false")
-
-    def tls(self, key="tls"):
-        import os
-        v = self.s.get(key)
-        if v is None or isinstance(v, bool):
-            return
-        if not isinstance(v, dict):
-            self.err(key, "must be true/false or a table {ca, cert, key, insecure}")
-            return
-        for k in sorted(set(v) - {"ca", "cert", "key", "insecure"}):
-            self.err("%s.%s" % (key, k), "unknown key (known: ca, cert, insecure, key)")
-        for k in ("ca", "cert", "key"):
-            path = v.get(k)
-            if path is None:
-                continue
-            if not isinstance(path, str) or not path:
-                self.err("%s.%s" % (key, k), "must be a file path")
-            elif not os.path.isfile(path):
-                self.err("%s.%s" % (key, k), "file not found: %s" % path)
-        if ("key" in v) and ("cert" not in v):
-            self.err("%s.key" % key, "given without tls.cert")
-        if v.get("insecure") is not None and not isinstance(v.get("insecure"), bool):
-            self.err("%s.insecure" % key, "must be true or false")
-
-    def common(self):
-        self.number("backoff_min_s", 0.001, 3600)
-        self.number("backoff_max_s", 0.001, 86400)
-        lo, hi = self.s.get("backoff_min_s"), self.s.get("backoff_max_s")
-        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
-            self.err("backoff_max_s", "must be >= backoff_min_s")
-        self.number("retention_days", 0, 36500)
-        self.number("purge_every_s", 0.1, 86400 * 30)
-        self.number("poll_s", 0.01, 60)
-
+# ---------------------------------------------------------------- TLS
 
 def ssl_context(tls):
     """The ssl.SSLContext of a `tls` setting (true: the system's CAs; or
@@ -175,21 +89,6 @@ def ssl_context(tls):
     return ctx
 
 
-def check(validate, name, settings):
-    """Raise ConfigError if `validate` finds problems (the constructors call
-    this, so a forwarder never starts on settings the loader would refuse)."""
-    table = dict(settings or {})
-    table.setdefault("name", name)
-    errors = validate(table)
-    if errors:
-        raise ConfigError("; ".join(errors))
-
-
-def setting(settings, key, default):
-    v = settings.get(key)
-    return default if v is None else v
-
-
 # ---------------------------------------------------------------- base
 
 class ForwarderBase:
@@ -206,18 +105,17 @@ class ForwarderBase:
     def __init__(self, db_path, name, settings):
         self.db_path = str(db_path)
         self.name = name
-        self.settings = dict(settings or {})
+        # checked and filled in from the schema (ConfigError naming each problem)
+        self.settings = s = upstream_settings(self.kind, name, settings)
         self.conn = None
         self._thread = None
         self._stopping = threading.Event()
         self._woken = threading.Event()
         self._lock = threading.Lock()
-        self.backoff = Backoff(setting(self.settings, "backoff_min_s", BACKOFF_DEFAULTS["backoff_min_s"]),
-                               setting(self.settings, "backoff_max_s", BACKOFF_DEFAULTS["backoff_max_s"]))
-        self.retention_s = float(setting(self.settings, "retention_days",
-                                         RETENTION_DEFAULTS["retention_days"])) * 86400.0
-        self.purge_every_s = float(setting(self.settings, "purge_every_s", RETENTION_DEFAULTS["purge_every_s"]))
-        self.poll_s = float(setting(self.settings, "poll_s", 0.25))
+        self.backoff = Backoff(s["backoff_min_s"], s["backoff_max_s"])
+        self.retention_s = s["retention_days"] * 86400.0
+        self.purge_every_s = s["purge_every_s"]
+        self.poll_s = s["poll_s"]
         # bookkeeping (thread-owned)
         self._acked = []
         self._acked_since = None
@@ -369,7 +267,7 @@ class ForwarderBase:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-        except Exception as err:  # sqlite3.Error: disk full, locked; retried next time
+        except sqlite3.Error as err:  # disk full, locked, damaged: retried next time
             self._error("cannot mark %d rows delivered: %s" % (len(ids), err))
             self._acked_since = time.monotonic()
             return False
@@ -391,7 +289,7 @@ class ForwarderBase:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-        except Exception as err:  # sqlite3.Error
+        except sqlite3.Error as err:
             self._error("database write failed: %s" % err)
             return False, None
         return True, result

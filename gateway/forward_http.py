@@ -1,22 +1,11 @@
 """Forward outbox records to an HTTP endpoint as JSON.
 
-Settings (one `[[upstream]]` table with `type = "http"`):
-
-    url         http:// or https:// URL the records are POSTed to (required)
-    token       sent as `Authorization: Bearer <token>` (per-gateway credential)
-    headers     table of extra request headers (strings)
-    timeout_s   per request; default 10
-    batch       records per request, 1..1000; default 100. With batch = 1 the
-                body is one record (a JSON object); otherwise it is a JSON
-                array of 1..batch records (one while live, full arrays while
-                draining a backlog)
-    max_body    bytes per request body (records are packed up to it); default 1 MiB
-    tls         for https: true (system CAs) or {ca, cert, key, insecure}
-    backoff_min_s, backoff_max_s
-                retry delay after a failure, doubling from min to the cap;
-                default 0.2, 30
-    retention_days, purge_every_s, poll_s
-                as for MQTT (forward_mqtt.py)
+Settings: one `[[upstream]]` table with `kind = "http"`; its keys, types,
+ranges and defaults are declared in gateway/settings.py (docs/config.md),
+and the forwarder runs on them checked, every key there. With batch = 1 the
+body is one record (a JSON object); otherwise it is a JSON array of
+1..batch records (one while live, full arrays while draining a backlog),
+packed up to max_body.
 
 Every record is the JSON stored in its outbox row: the provincial field names
 of docs/design.md §1, with its `idempotencyKey` in the body. The request also
@@ -53,62 +42,17 @@ import urllib.parse
 from collections import deque
 
 from gateway import outbox
-from gateway.forward_common import (
-    BACKOFF_DEFAULTS,
-    RETENTION_DEFAULTS,
-    Checker,
-    ForwarderBase,
-    ForwardError,
-    check,
-    ssl_context,
-)
+from gateway import settings as schema
+from gateway.forward_common import ForwarderBase, ForwardError, ssl_context
 
-DEFAULTS = {
-    "token": None,
-    "headers": None,
-    "timeout_s": 10.0,
-    "batch": 100,
-    "max_body": 1024 * 1024,
-    "tls": None,
-    "poll_s": 0.25,
-    **BACKOFF_DEFAULTS,
-    **RETENTION_DEFAULTS,
-}
-KEYS = set(DEFAULTS) | {"url"}
 RETRY_4XX = {401, 403, 404, 405, 407, 408, 429}
 REASON_MAX = 500
 
 
 def validate(settings, prefix=None):
-    """Problems with an HTTP upstream table, each naming its key."""
-    c = Checker(settings, prefix)
-    if c.errors:
-        return c.errors
-    c.unknown(KEYS)
-    c.string("url", required=True)
-    url = c.s.get("url")
-    if isinstance(url, str) and url:
-        u = urllib.parse.urlsplit(url)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            c.err("url", "must be an http:// or https:// URL with a host")
-        else:
-            try:
-                _ = u.port
-            except ValueError:
-                c.err("url", "has a bad port")
-            if c.s.get("tls") and u.scheme != "https":
-                c.err("tls", "given for a URL that is not https://")
-    c.string("token")
-    h = c.s.get("headers")
-    if h is not None:
-        if not isinstance(h, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in h.items()):
-            c.err("headers", "must be a table of strings")
-    c.number("timeout_s", 0.05, 600)
-    c.integer("batch", 1, 1000)
-    c.integer("max_body", 1024, 256 * 1024 * 1024)
-    c.tls()
-    c.common()
-    return c.errors
+    """Problems with an HTTP upstream table, each naming its key (the
+    schema's check: gateway/settings.py)."""
+    return schema.upstream_problems("http", settings, prefix)
 
 
 class _Transient(ForwardError):
@@ -124,11 +68,9 @@ class HttpForwarder(ForwarderBase):
     kind = "http"
 
     def __init__(self, db_path, name, settings):
-        check(validate, name, settings)
         super().__init__(db_path, name, settings)
-        s = {**DEFAULTS, **{k: v for k, v in self.settings.items() if v is not None}}
-        self.s = s
-        self.url = s.get("url", "http://127.0.0.1/")
+        s = self.s = self.settings  # checked, every key there (gateway/settings.py)
+        self.url = s["url"]
         u = urllib.parse.urlsplit(self.url)
         self.https = u.scheme == "https"
         self.host = u.hostname or "127.0.0.1"

@@ -1,35 +1,16 @@
 """Forward outbox records to an MQTT broker, QoS 1, marked on PUBACK.
 
-Settings (one `[[upstream]]` table with `type = "mqtt"`):
-
-    host        broker host name or address (required)
-    port        1..65535; default 1883, or 8883 with tls
-    topic       topic of the records; default "hcp/records/{client_id}".
-                `{client_id}` and `{name}` are replaced. One topic per gateway
-                under a common prefix is what a clustered broker wants: the
-                platform subscribes to "hcp/records/+" (or, with MQTT 5, to
-                "$share/<group>/hcp/records/+" to scale its consumers out).
-    client_id   default "hcp-gw-<hostname>-<name>": unique per gateway in the
-                cluster (a second client with the same id kicks the first off)
-    username, password
-                per-gateway credentials
-    tls         true (system CAs) or a table {ca, cert, key, insecure}: CA
-                file, client certificate and key files (mutual TLS), and
-                `insecure = true` to skip the host-name check (tests only)
-    protocol    "3.1.1" (default) or "5"
-    keepalive   seconds, default 30
-    window      messages in flight awaiting PUBACK, 1..10000; default 100
-    batch       records per message, 1..1000; default 100. With batch = 1
-                every message is one record (a JSON object); otherwise every
-                message is a JSON array of 1..batch records (one while live,
-                full arrays while draining a backlog)
-    max_payload bytes per message (records are packed up to it); default 262144
-    backoff_min_s, backoff_max_s
-                reconnect delay, doubling from min to the cap; default 0.2, 30
-    retention_days, purge_every_s
-                delivered rows are deleted after retention_days (default 7),
-                looked for every purge_every_s (default 3600)
-    poll_s      how often to look for new rows without a wake(); default 0.25
+Settings: one `[[upstream]]` table with `kind = "mqtt"`; its keys, types,
+ranges and defaults are declared in gateway/settings.py (docs/config.md),
+and the forwarder runs on them checked, every key there. The topic: one per
+gateway under a common prefix ("hcp/records/{client_id}") is what a
+clustered broker wants: the platform subscribes to "hcp/records/+" (or,
+with MQTT 5, to "$share/<group>/hcp/records/+" to scale its consumers out);
+the client id is unique per gateway in the cluster (a second client with
+the same id kicks the first off). With batch = 1 every message is one
+record (a JSON object); otherwise every message is a JSON array of 1..batch
+records (one while live, full arrays while draining a backlog), packed up
+to max_payload.
 
 How it works. One thread owns everything: the paho client (run with
 `loop()` from this thread, so publishing happens on the network thread, right
@@ -54,71 +35,18 @@ from collections import deque
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.forward_common import (
-    BACKOFF_DEFAULTS,
-    RETENTION_DEFAULTS,
-    Checker,
-    ForwarderBase,
-    ForwardError,
-    check,
-    ssl_context,
-)
+from gateway import settings as schema
+from gateway.forward_common import ForwarderBase, ForwardError, ssl_context
 
-DEFAULTS = {
-    "port": 1883,
-    "topic": "hcp/records/{client_id}",
-    "client_id": None,  # hcp-gw-<hostname>-<name>
-    "username": None,
-    "password": None,
-    "tls": None,
-    "protocol": "3.1.1",
-    "keepalive": 30,
-    "window": 100,
-    "batch": 100,
-    "max_payload": 262144,
-    "connect_timeout_s": 10.0,
-    "poll_s": 0.25,
-    **BACKOFF_DEFAULTS,
-    **RETENTION_DEFAULTS,
-}
-KEYS = set(DEFAULTS) | {"host"}
+# The defaults of gateway/settings.py (gateway/broker_config.py reads the topic and
+# max_payload here).
+DEFAULTS = schema.table("upstream.mqtt").defaults()
 
 
 def validate(settings, prefix=None):
-    """Problems with an MQTT upstream table, each naming its key."""
-    c = Checker(settings, prefix)
-    if c.errors:
-        return c.errors
-    c.unknown(KEYS)
-    c.string("host", required=True)
-    c.integer("port", 1, 65535)
-    c.string("topic")
-    topic = c.s.get("topic")
-    if isinstance(topic, str) and topic:
-        if "+" in topic or "#" in topic:
-            c.err("topic", "must not contain the wildcards + or #")
-        try:
-            topic.format(client_id="x", name="x")
-        except (KeyError, IndexError, ValueError):
-            c.err("topic", "only {client_id} and {name} may be substituted")
-    c.string("client_id")
-    cid = c.s.get("client_id")
-    if isinstance(cid, str) and ("+" in cid or "#" in cid or "/" in cid):
-        c.err("client_id", "must not contain + # or /")
-    c.string("username")
-    c.string("password", allow_empty=True)
-    if c.s.get("password") is not None and c.s.get("username") is None:
-        c.err("password", "given without username")
-    c.tls()
-    if c.s.get("protocol") is not None and c.s.get("protocol") not in ("3.1.1", "5"):
-        c.err("protocol", 'must be "3.1.1" or "5"')
-    c.integer("keepalive", 5, 3600)
-    c.integer("window", 1, 10000)
-    c.integer("batch", 1, 1000)
-    c.integer("max_payload", 1024, 256 * 1024 * 1024)
-    c.number("connect_timeout_s", 0.1, 600)
-    c.common()
-    return c.errors
+    """Problems with an MQTT upstream table, each naming its key (the
+    schema's check: gateway/settings.py)."""
+    return schema.upstream_problems("mqtt", settings, prefix)
 
 
 def default_client_id(name):
@@ -134,13 +62,11 @@ class MqttForwarder(ForwarderBase):
     kind = "mqtt"
 
     def __init__(self, db_path, name, settings):
-        check(validate, name, settings)
         super().__init__(db_path, name, settings)
-        s = {**DEFAULTS, **{k: v for k, v in self.settings.items() if v is not None}}
-        self.s = s
-        self.host = s.get("host", "127.0.0.1")
+        s = self.s = self.settings  # checked, every key there (gateway/settings.py)
+        self.host = s["host"]
         self.tls = s["tls"]
-        self.port = int(s["port"]) if "port" in self.settings else (8883 if self.tls else 1883)
+        self.port = s["port"]
         self.client_id = s["client_id"] or default_client_id(name)
         self.topic = s["topic"].format(client_id=self.client_id, name=name)
         self.window = int(s["window"])
