@@ -4,11 +4,13 @@ with one staff account, and see what the citizen will see."""
 import json
 import os
 import pathlib
-import tomllib
 
 import click
 
+from gateway import config as gwconfig
+from gateway import settings as gwsettings
 from gateway.client import Client, ClientError
+from gateway.errors import ConfigError
 from tools import flash as _flash
 from tools import pair as _pair
 
@@ -54,31 +56,33 @@ HINTS = {"ca": "--cacert or $HCP_CACERT", "api": "use --config or --api", "token
 
 class _Gateway:
     def __init__(self, config, api, token):
-        self.cfg = {}
+        # The gateway's own config, read and checked as the gateway reads it
+        # (gateway.config); none: the defaults, --api/--token or $HCP_API/$HCP_TOKEN.
+        self.cfg = None
         if config and os.path.exists(config):
             try:
-                self.cfg = tomllib.loads(pathlib.Path(config).read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as err:
-                raise click.ClickException("cannot read %s: %s" % (config, err)) from err
+                self.cfg = gwconfig.load(config)
+            except ConfigError as err:
+                raise click.ClickException(str(err)) from err
         elif config and config != "hall.toml":
             raise click.ClickException("no config file at %s" % config)
-        http = self.cfg.get("http", {})
-        listen = http.get("listen", "127.0.0.1:8780")
-        host, _, port = listen.rpartition(":")
-        host = "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-        scheme = "https" if http.get("tls_cert") else "http"
-        self.base = api or os.environ.get("HCP_API") or "%s://%s:%s" % (scheme, host, port)
-        self.token = token or os.environ.get("HCP_TOKEN") or http.get("token", "")
+        base = api or os.environ.get("HCP_API")
+        token = token or os.environ.get("HCP_TOKEN")
         # The CA to check an https gateway with: --cacert, $HCP_CACERT, else
         # the gateway's own certificate from its config (pinned), else the system's.
         ctx = click.get_current_context(silent=True)
         cacert = (ctx.meta.get("hcp.cacert") if ctx else None) or os.environ.get("HCP_CACERT")
-        if not cacert and http.get("tls_cert") and not api and not os.environ.get("HCP_API"):
-            cacert = os.path.join(os.path.dirname(os.path.abspath(config)), http["tls_cert"])
         try:
-            self.api = Client(self.base, self.token, cafile=cacert, hints=HINTS)
+            if self.cfg is not None and not base:  # the gateway of this config, from its own machine
+                self.api = Client.of_config(self.cfg, hints=HINTS, **({"cafile": cacert} if cacert else {}))
+                self.api.token = token or self.cfg.token
+            else:
+                if not base:  # the default [http] listen, on this machine
+                    base = "http://%s:%d" % gwsettings.split_listen(gwsettings.default("http", "listen"))
+                self.api = Client(base, token or "", cafile=cacert, hints=HINTS)
         except ClientError as err:
             raise click.ClickException(str(err)) from err
+        self.base, self.token = self.api.base, self.api.token
 
     def call(self, method, path, body=None):
         return self.api.call(method, path, body)
@@ -107,13 +111,12 @@ class _Gateway:
         raise click.ClickException("no device has said hello on %s; is it connected and flashed?" % port)
 
     def reasons(self):
-        from gateway.config import FALLBACK_REASONS
-
-        items = self.cfg.get("device", {}).get("reasons")
-        return [(r["code"], r["label"]) for r in items] if items else list(FALLBACK_REASONS)
+        """[(code, label)]: the config's [device] reasons, or the schema's default."""
+        return list((self.cfg.device if self.cfg else gwconfig.Device()).reasons)
 
     def url_template(self):
-        return self.cfg.get("pairing", {}).get("url_template", _pair.DEFAULT_URL_TEMPLATE)
+        """The config's [pairing] url_template, or the schema's default."""
+        return (self.cfg.pairing if self.cfg else gwconfig.Pairing()).url_template
 
 
 def _cacert(ctx, param, value):
