@@ -873,7 +873,9 @@ _TYPE_NAMES = {"int": "integer", "number": "number", "str": "string", "bool": "t
 
 
 def _md(text):
-    return str(text).replace("|", "\\|")
+    """A table cell: | escaped, and < > outside `code` (they would read as HTML)."""
+    parts = str(text).replace("|", "\\|").split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;").replace(">", "&gt;") for i, p in enumerate(parts))
 
 
 def _md_rows(t):
@@ -921,7 +923,8 @@ def reference_markdown():
     for t in TABLES + [UPSTREAM] + list(FORWARDERS.values()):
         title = "[[upstream]]" if t is UPSTREAM else \
             "[[upstream]] kind = \"%s\"" % t.name.split(".")[1] if t.forwarder else "[%s]" % t.name
-        out += ["", "## %s" % title, "", t.doc + (" Optional: leave it out for none." if t.optional else ""), ""]
+        out += ["", "## %s" % title, "", _md(t.doc + (" Optional: leave it out for none." if t.optional else "")),
+                ""]
         out += _md_rows(t)
     return "\n".join(out) + "\n"
 
