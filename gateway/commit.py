@@ -61,10 +61,12 @@ class Committer(threading.Thread):
     hall: config.Hall. send_ack(dev, ids): called after each commit.
     on_queued(): called after a commit that queued outbox rows.
     in_batch(conn): called inside every batch's transaction, after its
-    items (the registry's replay states: gateway/registry.py)."""
+    items (the registry's replay states: gateway/registry.py).
+    ack_latency: a metrics.Histogram (frame received -> ACK written), or None.
+    on_alarm(alarm_or_None): called on every change of the storage alarm."""
 
     def __init__(self, conn, targets, hall, send_ack, on_queued=None, linger_s=0.0, in_batch=None,
-                 reasons=None):
+                 reasons=None, ack_latency=None, on_alarm=None):
         super().__init__(name="hcp-commit", daemon=True)
         self.conn = conn
         self.targets = list(targets)
@@ -82,8 +84,8 @@ class Committer(threading.Thread):
         self.stats = {"batches": 0, "events": 0, "duplicates": 0, "records": 0, "acked": 0,
                       "failed_batches": 0, "dropped": 0, "orphans": 0, "late": 0, "uninvited": 0, "poison": 0,
                       "reasons_dropped": 0}
-        self._alarm_listeners = []
-        self.ack_latency = None  # metrics.Histogram: frame received -> ACK written
+        self.on_alarm = on_alarm
+        self.ack_latency = ack_latency
 
     # --- producers ---------------------------------------------------------
     def put_event(self, ev):
@@ -100,10 +102,6 @@ class Committer(threading.Thread):
     def control(self, fn):
         """Run fn(conn) in this thread before the next batch, outside a transaction."""
         self.q.put(Control(fn))
-
-    def on_alarm(self, fn):
-        """fn(alarm_or_None) on every alarm change."""
-        self._alarm_listeners.append(fn)
 
     def stop(self, timeout=5.0):
         self._halt.set()
@@ -171,23 +169,24 @@ class Committer(threading.Thread):
             else:
                 self.alarm.update(error=error, damaged=True)
             log.error("storage alarm: %s; events are acknowledged only if their writes work", error)
-            for fn in self._alarm_listeners:
-                fn(self.alarm)
+            self._alarm_changed()
             return
         if self.alarm is None:
             self.alarm = {"since": time.time(), "error": str(err)}
             log.error("storage alarm: %s; not acknowledging events until writes work again", err)
-            for fn in self._alarm_listeners:
-                fn(self.alarm)
+            self._alarm_changed()
         else:
             self.alarm["error"] = str(err)
+
+    def _alarm_changed(self):
+        if self.on_alarm is not None:
+            self.on_alarm(self.alarm)
 
     def _clear_alarm(self):
         if self.alarm is not None and not self.alarm.get("damaged"):
             log.warning("storage alarm cleared after %.1f s", time.time() - self.alarm["since"])
             self.alarm = None
-            for fn in self._alarm_listeners:
-                fn(None)
+            self._alarm_changed()
 
     def _probe(self):
         if self.alarm is not None and self.alarm.get("damaged"):

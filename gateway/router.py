@@ -5,9 +5,13 @@ A transport (serial port, MQTT) splits its bytes into packets with
 with the `Link` they came on. The router checks each frame (CRC, then the
 device's key and replay state, docs/link.md "Keys" and "Sessions"), keeps
 the registry up to date, answers `hello`, and queues events for the commit
-thread. Everything the gateway sends to a device goes out through `send()`,
-which stamps the gateway's session and its one process-wide seq counter and
-tags the frame with the key the device holds.
+thread. Everything the gateway sends to a device goes out through
+gateway/commands.py (the stamp: session, seq, tag; commands kept until
+confirmed), which the router is given.
+
+What the router tells others, each given to it when it is made: a device
+that came online or sent its health (`on_device(dev, what)`), an invitation
+a device refused (`on_invite_refused(invitation_id, code, detail)`).
 
 Acceptance: the device is provisioned (its key was written over the USB
 cable and registered, gateway/pairing.py), the frame carries the tag of its
@@ -30,16 +34,12 @@ is new), so a playback never moves the state, and the device is never
 locked out.
 """
 
-import collections
-import itertools
 import logging
-import threading
 import time
 
-from gateway import fastencode, records
+from gateway import records
 from gateway import registry as reg
 from gateway.commit import Event
-from gateway.downlink import CONFIRMED, Downlink
 from gateway.errors import DeviceNotConnected as NotConnected
 from protocol import frame as _frame
 from protocol import messages as M
@@ -48,8 +48,6 @@ from protocol.errors import ProtocolError
 log = logging.getLogger("hcp.gateway.router")
 
 CLOCK_TOLERANCE_S = 2.0  # a device clock further off than this is set again
-ACK_IDS_PER_FRAME = 200  # 33 + 2 + 8 * 200 bytes: well under MAX_PAYLOAD
-BITMAP_CHUNK = 128  # bytes of image per bitmap frame (a 64K device has ~0.6 KB free blocks)
 # How far a device's (session, seq) may move in one step. A session is a
 # boot: a thousand boots unheard is a crash loop while the gateway was off;
 # a million frames in one boot unheard is months of hellos. Beyond either,
@@ -76,25 +74,20 @@ class Link:
 
 
 class Router:
-    def __init__(self, registry, committer, cfg, session, read_conn=None):
+    """registry: the devices; committer: where events and registry writes
+    go (put_event, call); commands: gateway/commands.py; cfg: the config
+    (hall). on_device(dev, what): "online" / "health"; on_invite_refused
+    (invitation_id, code, detail)."""
+
+    def __init__(self, registry, committer, commands, cfg, on_device=None, on_invite_refused=None):
         self.registry = registry
         self.committer = committer
+        self.commands = commands
         self.cfg = cfg
-        self.session = session
-        self._seq = itertools.count(1)
-        # Taking a seq and writing the frame happen under one lock: two
-        # threads sending to one device (the commit thread's ACKs, a hello
-        # answer, the API) must not put seq 11 on the wire before seq 10, or
-        # the device refuses 10 as a replay. Writes never block (serial
-        # buffers, MQTT queues), so the lock is held for microseconds.
-        self._send_lock = threading.Lock()
-        self.lock = threading.RLock()
-        self.read_conn = read_conn  # for bitmaps; used under self.lock
-        self.pending_invites = collections.OrderedDict()  # (device_id, seq) -> invitation id
-        self.downlink = Downlink()  # commands not yet confirmed by `done`
+        self.lock = registry.lock  # device state
         self.device_errors = {}  # error code -> count (errors devices sent us)
-        self.listeners = []  # fn(dev, what) on "online" / "health"
-        self.on_invite_refused = None  # fn(invitation_id, code, detail)
+        self.on_device = on_device
+        self.on_invite_refused = on_invite_refused
 
     # --- inbound -----------------------------------------------------------
     def packets(self, link, packets, reader):
@@ -158,7 +151,7 @@ class Router:
         elif code == M.HEALTH:
             self._health(dev, msg, now)
         elif code == M.DONE:
-            self.downlink.answered(dev.device_id, msg["ref_seq"])
+            self.commands.downlink.answered(dev.device_id, msg["ref_seq"])
         else:
             self._error(dev, msg)
 
@@ -213,14 +206,12 @@ class Router:
         if ch is not None and now < ch[1] - CHALLENGE_TTL_S + CHALLENGE_EVERY_S:
             return
         msg = {"type": "time", "time": int(now), "tz_min": self.cfg.hall.tz_offset_min,
-               "session": self.session}
+               "session": self.commands.session}
         try:
-            with self._send_lock:
-                msg["seq"] = next(self._seq)
-                link.send(M.encode(msg, key))
+            seq = self.commands.stamp(link, msg, key)
         except OSError:
             return
-        dev.challenge = (msg["seq"], now + CHALLENGE_TTL_S)
+        dev.challenge = (seq, now + CHALLENGE_TTL_S)
 
     def _event(self, dev, msg, now):
         ts, source = records.press_time(msg["time"], msg["uptime_ms"], msg["boot"], now, dev.uptime_ref)
@@ -237,9 +228,9 @@ class Router:
         dev.health = dict(dev.health, journal_depth=msg["journal_depth"])
         self._seen(dev, now)
         try:
-            self.send_time(dev)
-            self.send_config(dev)
-            self.sync_binding(dev, msg["staff_id"])
+            self.commands.send_time(dev)
+            self.commands.send_config(dev)
+            self.commands.sync_binding(dev, msg["staff_id"])
         except (NotConnected, OSError) as err:
             log.warning("answering hello of %s: %s", dev.device_id, err)
 
@@ -254,7 +245,7 @@ class Router:
         self._seen(dev, now)
         if dev.clock_offset_s is None or abs(dev.clock_offset_s) > CLOCK_TOLERANCE_S:
             try:  # never set, or drifted: the gateway sets the device clock
-                self.send_time(dev)
+                self.commands.send_time(dev)
             except (NotConnected, OSError) as err:
                 log.warning("setting the clock of %s: %s", dev.device_id, err)
         self._notify(dev, "health")
@@ -262,135 +253,19 @@ class Router:
     def _error(self, dev, msg):
         code = msg["code"]
         if msg["ref_seq"]:
-            self.downlink.answered(dev.device_id, msg["ref_seq"], refused=True)
+            self.commands.downlink.answered(dev.device_id, msg["ref_seq"], refused=True)
         with self.lock:
             self.device_errors[code] = self.device_errors.get(code, 0) + 1
-            inv = self.pending_invites.pop((dev.device_id, msg["ref_seq"]), None)
+        inv = self.commands.refused_invite(dev.device_id, msg["ref_seq"])
         log.warning("device %s reports error %d (ref seq %d): %s", dev.device_id, code,
                     msg["ref_seq"], msg["detail"])
         if inv is not None and self.on_invite_refused is not None:
             self.on_invite_refused(inv, code, msg["detail"])
 
     def _notify(self, dev, what):
-        for fn in self.listeners:
-            try:
-                fn(dev, what)
-            except Exception:
-                log.exception("listener")
-
-    # --- outbound ----------------------------------------------------------
-    def send(self, dev, msg, deadline=None):
-        """Encode and send one message to `dev` on its link; return its seq.
-        Commands are kept until the device confirms them (gateway/downlink.py)."""
-        link = dev.link
-        if link is None or not dev.online:
-            raise NotConnected("device %s is not connected" % dev.device_id)
-        msg["session"] = self.session
-        with self._send_lock:
-            msg["seq"] = next(self._seq)
-            data = M.encode(msg, dev.tx_key)
-            link.send(data)
-        if msg["type"] in CONFIRMED:
-            self.downlink.sent(dev.device_id, msg["seq"], msg, deadline=deadline)
-        return msg["seq"]
-
-    def resend_due(self, now=None):
-        """Send again every command whose confirmation is overdue (called
-        about once a second by the health monitor)."""
-        for p in self.downlink.due(now):
-            dev = self.registry.get(p.device_id)
-            if dev is None:
-                continue
-            msg = dict(p.msg)
-            try:
-                link = dev.link
-                if link is None or not dev.online:
-                    raise NotConnected(dev.device_id)
-                msg["session"] = self.session
-                with self._send_lock:
-                    msg["seq"] = next(self._seq)
-                    link.send(M.encode(msg, dev.tx_key))
-            except (NotConnected, OSError):
-                self.downlink.hold(p, now)
-                continue
-            if msg["type"] == "invite":
-                with self.lock:
-                    self.pending_invites[(dev.device_id, msg["seq"])] = msg["invitation"]
-            self.downlink.requeue(p, msg["seq"], now)
-
-    def send_ack(self, dev, ids):
-        """What send() does with {"type": "ack", "device_id", "ids"} (at most
-        ACK_IDS_PER_FRAME ids per frame), encoded by gateway/fastencode.py."""
-        link = dev.link
-        if link is None or not dev.online:
-            raise NotConnected("device %s is not connected" % dev.device_id)
-        for i in range(0, len(ids), ACK_IDS_PER_FRAME):
-            with self._send_lock:
-                link.send(fastencode.ack(self.session, next(self._seq), dev.device_id,
-                                         ids[i:i + ACK_IDS_PER_FRAME], dev.tx_key))
-
-    def send_time(self, dev):
-        self.send(dev, {"type": "time", "time": int(time.time()),
-                        "tz_min": self.cfg.hall.tz_offset_min})
-
-    def send_config(self, dev):
-        d = self.cfg.device
-        self.send(dev, {"type": "config", "invite_timeout_s": d.invite_timeout_s,
-                        "heartbeat_s": d.heartbeat_s, "stuck_ms": d.stuck_ms,
-                        "reasons_version": d.reasons_version, "reasons": self.cfg.reason_codes})
-
-    def send_invite(self, dev, invitation, cases, timeout_s):
-        # A new invitation supersedes any older one still being resent: a
-        # late resend would reopen it on the device and close this one.
-        self.downlink.forget(dev.device_id, kinds=("invite",))
-        # Resent until confirmed, but never after it would have timed out.
-        seq = self.send(dev, {"type": "invite", "invitation": invitation, "cases": cases,
-                              "timeout_s": timeout_s}, deadline=time.time() + timeout_s)
-        with self.lock:
-            self.pending_invites[(dev.device_id, seq)] = invitation
-            while len(self.pending_invites) > 1000:
-                self.pending_invites.popitem(last=False)
-        return seq
-
-    def send_cancel(self, dev, invitation):
-        # Stop resending the invite being withdrawn before withdrawing it.
-        self.downlink.forget_invite(dev.device_id, invitation)
-        return self.send(dev, {"type": "cancel", "invitation": invitation})
-
-    def send_bitmap(self, dev, slot, width, height, data):
-        """Send one image as bitmap frames of BITMAP_CHUNK bytes; return the count."""
-        if len(data) != (width + 7) // 8 * height:
-            raise ValueError("bitmap of %dx%d needs %d bytes, got %d"
-                             % (width, height, (width + 7) // 8 * height, len(data)))
-        n = 0
-        for off in range(0, len(data), BITMAP_CHUNK):
-            self.send(dev, {"type": "bitmap", "slot": slot, "width": width, "height": height,
-                            "offset": off, "data": bytes(data[off:off + BITMAP_CHUNK])})
-            n += 1
-        return n
-
-    def send_bitmaps(self, dev):
-        """All stored bitmaps of this device (card, prompts, reason labels)."""
-        if self.read_conn is None:
-            return 0
-        with self.lock:
-            rows = self.read_conn.execute(
-                "SELECT slot, width, height, data FROM bitmaps WHERE device_id = ? ORDER BY slot",
-                (dev.device_id,)).fetchall()
-        for slot, w, h, data in rows:
-            self.send_bitmap(dev, slot, w, h, data)
-        return len(rows)
-
-    def send_bind(self, dev):
-        """Send the registry's binding and the card that goes with it."""
-        b = dev.binding
-        self.send(dev, {"type": "bind", "staff_id": b["staff_id"], "window": b["window"]})
-        self.send_bitmaps(dev)
-
-    def sync_binding(self, dev, reported_staff):
-        """After a hello: give the device what it lacks (docs/link.md, start of a link)."""
-        if dev.binding is not None:
-            if reported_staff != dev.binding["staff_id"]:
-                self.send_bind(dev)
-        elif reported_staff:
-            self.send(dev, {"type": "unbind", "staff_id": reported_staff})
+        if self.on_device is None:
+            return
+        try:
+            self.on_device(dev, what)
+        except Exception:
+            log.exception("on_device")

@@ -11,21 +11,30 @@
 Connections: the commit thread has the one hot writer; invitations, pairing
 and the health monitor have their own (each a few writes a minute, waiting
 on the busy timeout if the writer holds the lock); forwarders open theirs.
+
+Wiring: each part is made with what it needs, in the order of `_start`, and
+is never patched afterwards. What a part reports (an alarm, a device that
+came online, a refused invitation) goes to the part that acts on it, given
+at construction; the one report that goes through this coordinator is a
+device's change of state, which the MQTT ingest publishes but the router,
+which the MQTT ingest feeds, notices (`_device_changed`).
 """
 
-import importlib
 import logging
 import signal
 import threading
 import time
 
-from gateway import db, outbox
+from gateway import db, forwarders, outbox
 from gateway.api import Api
+from gateway.commands import Commands
 from gateway.commit import Checkpointer, Committer
+from gateway.config import MAX_SIZE_MB
 from gateway.dashboard import Dashboard
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.health import Monitor
 from gateway.invitations import Invitations
+from gateway.mqtt_ingest import MqttIngest
 from gateway.pairing import Pairing
 from gateway.registry import Registry
 from gateway.router import Router
@@ -41,6 +50,10 @@ class Gateway:
         self.session = None
         self.registry = Registry()
         self.forwarders = {}
+        self.commands = None
+        self.router = None
+        self.invitations = None
+        self.pairing = None
         self.serial = None
         self.mqtt = None
         self.api = None
@@ -75,27 +88,27 @@ class Gateway:
         writer.execute("PRAGMA wal_autocheckpoint = 0")  # the Checkpointer's job
         self.checkpointer = Checkpointer(self._conn())
         self.started_at = time.time()
+        # Made before it starts: its metrics take the commit thread's ACK latency.
+        self.dashboard = Dashboard(self, self._conn())
+        self.commands = Commands(self.registry, cfg, self.session, read_conn=self._conn())
         self.committer = Committer(writer, [u.name for u in cfg.upstreams], cfg.hall,
-                                   send_ack=lambda dev, ids: self.router.send_ack(dev, ids),
-                                   on_queued=self.wake_forwarders,
-                                   linger_s=cfg.commit_window_ms / 1000.0,
-                                   in_batch=self.registry.flush_replay, reasons=cfg.reason_codes)
-        self.router = Router(self.registry, self.committer, cfg, self.session, read_conn=self._conn())
-        self.invitations = Invitations(self._conn(), self.registry, self.router, cfg, self.session)
-        self.router.on_invite_refused = self.invitations.refused
-        self.pairing = Pairing(self._conn(), self.registry, self.router)
+                                   send_ack=self.commands.send_ack, on_queued=self.wake_forwarders,
+                                   linger_s=cfg.commit_window_ms / 1000.0, in_batch=self.registry.flush_replay,
+                                   reasons=cfg.reason_codes, ack_latency=self.dashboard.metrics.ack_latency,
+                                   on_alarm=self._alarm_changed)
+        self.invitations = Invitations(self._conn(), self.registry, self.commands, cfg, self.session)
+        self.pairing = Pairing(self._conn(), self.registry, self.commands)
+        self.router = Router(self.registry, self.committer, self.commands, cfg, on_device=self._device_changed,
+                             on_invite_refused=self.invitations.refused)
         self.committer.start()
         self.checkpointer.start()
         for up in cfg.upstreams:
-            mod = importlib.import_module("gateway.forward_%s" % up.kind)
-            cls = getattr(mod, {"mqtt": "MqttForwarder", "http": "HttpForwarder"}[up.kind])
-            fw = cls(cfg.db_path, up.name, dict(up.settings))
+            fw = forwarders.make(cfg.db_path, up)
             fw.start()
             self.forwarders[up.name] = fw
         if not cfg.upstreams:
             log.warning("no [[upstream]] configured: events are stored, no records are queued")
         if cfg.mqtt is not None:
-            from gateway.mqtt_ingest import MqttIngest
             self.mqtt = MqttIngest(cfg.mqtt, cfg.hall.id, self.router, self.registry,
                                    cfg.mqtt.client_id or db.client_id(writer, "hcp-gw-%s" % cfg.hall.id))
             self.mqtt.start()
@@ -103,11 +116,7 @@ class Gateway:
                                publish_device=self.mqtt.publish_device if self.mqtt else None,
                                publish_gateway=self.mqtt.publish_gateway if self.mqtt else None,
                                summary=self.summary, every_second=self._every_second)
-        self.router.listeners.append(self.monitor.device_changed)
-        self.committer.on_alarm(self._alarm_changed)
         self.monitor.start()
-        self.dashboard = Dashboard(self, self._conn())
-        self.committer.ack_latency = self.dashboard.metrics.ack_latency
         self.dashboard.start()
         self.serial = SerialIngest(cfg.serial, self.router)
         self.serial.start()
@@ -167,8 +176,15 @@ class Gateway:
 
     # --- glue ----------------------------------------------------------------
     def _every_second(self):
-        self.router.resend_due()  # unconfirmed commands to devices
+        self.commands.resend_due()  # unconfirmed commands to devices
         self.invitations.expire_due()  # invitations nobody will answer
+
+    def _device_changed(self, dev, what):
+        """The router's report of a device online or with new health: the
+        monitor publishes it (once it runs: the router may hear a device
+        before; its next health tells again)."""
+        if self.monitor is not None:
+            self.monitor.device_changed(dev, what)
 
     def set_storage_cap(self, max_size_mb):
         """Cap the database size now (MB; 0 lifts the cap). A cap at or below
@@ -176,8 +192,6 @@ class Gateway:
         lifting it recovers by itself. Runs in the commit thread, between
         batches. For admins who must keep a disk from filling, and for the
         simulator's disk-full fault."""
-        from gateway.config import MAX_SIZE_MB
-
         # NaN fails every comparison, infinity and 1e308 the upper bound:
         # a cap SQLite's max_page_count (pages, u32) can hold, or a 400.
         if (isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float))

@@ -236,8 +236,9 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
     import random
     import threading
 
+    from gateway.commands import Commands
     from gateway.registry import Registry
-    from gateway.router import Link, Router
+    from gateway.router import Link
 
     class SlowLink(Link):
         name = "slow"
@@ -254,11 +255,11 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
     reg = Registry()
     dev = reg.add("EV-S")
     dev.link, dev.online = SlowLink(), True
-    router = Router(reg, committer=None, cfg=None, session=1)
+    commands = Commands(reg, cfg=None, session=1)
 
     def sender():
         for _ in range(25):
-            router.send(dev, {"type": "cancel", "invitation": "I"})
+            commands.send(dev, {"type": "cancel", "invitation": "I"})
 
     threads = [threading.Thread(target=sender) for _ in range(4)]
     for t in threads:

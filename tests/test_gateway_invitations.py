@@ -55,7 +55,7 @@ def test_offline_device_cannot_be_invited(hall):
     pair(hall, dev, "S2", "W2")
     # Its answers to the pairing commands (`done`) all in first: a late one
     # would mark it online again right after the forced tick below.
-    pending = hall.gw.router.downlink.pending
+    pending = hall.gw.commands.downlink.pending
     dev.wait(lambda: not [p for p in list(pending.values()) if p.device_id == "EV-2"], timeout=10)
     time.sleep(0.2)
     dev.poll(0.05)

@@ -81,7 +81,7 @@ def test_wifi_device_over_mqtt_is_the_same_device_on_serial(tmp_path, mosquitto)
         assert d["rejected"] == {} and d["events"] == 3
         # Heartbeats stop: offline, published retained. (Every command of
         # the device answered first: a late `done` would bring it back.)
-        pending = gw.gw.router.downlink.pending
+        pending = gw.gw.commands.downlink.pending
         dev.wait(lambda: not [p for p in list(pending.values()) if p.device_id == "EV-M"], timeout=10)
         time.sleep(0.2)
         dev.poll(0.05)

@@ -136,7 +136,7 @@ def test_device_list_detail_health_and_bitmaps(hall):
     assert [x["device_id"] for x in lst["devices"]] == ["EV-H"]
     import base64
 
-    from gateway.router import BITMAP_CHUNK
+    from gateway.commands import BITMAP_CHUNK
 
     img = bytes(range(256)) * 5  # 1280 bytes, in frames of BITMAP_CHUNK
     code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
@@ -158,7 +158,7 @@ def test_device_list_detail_health_and_bitmaps(hall):
     dev.wait(lambda: dev.staff_id == "S1" and len(dev.got("bitmap")) > n)
     # Every command confirmed (the device's `done` frames are all in), then
     # its heartbeats stop: offline after 3 missed (forced clock).
-    pending = hall.gw.router.downlink.pending
+    pending = hall.gw.commands.downlink.pending
     dev.wait(lambda: not [p for p in pending.values() if p.device_id == "EV-H"], timeout=10)
     time.sleep(0.2)
     hall.gw.monitor.tick(now=hall.gw.registry.get("EV-H").last_seen + 91)
@@ -171,7 +171,7 @@ def test_commands_are_resent_until_the_device_confirms_them(hall):
     is sent again until the device answers `done`; confirmed ones are not."""
     import base64
 
-    from gateway.router import BITMAP_CHUNK
+    from gateway.commands import BITMAP_CHUNK
 
     dev = connect(hall.device("EV-R"))
     pair(hall, dev, "S9", "W9")
@@ -183,7 +183,7 @@ def test_commands_are_resent_until_the_device_confirms_them(hall):
     parts = -(-len(img) // BITMAP_CHUNK)
     dev.wait(lambda: len([m for m in dev.got("bitmap") if m["slot"] == 2]) >= 2 * parts, timeout=10)
     dev.confirm = True  # answers get through again: the resending stops
-    dl = hall.gw.router.downlink
+    dl = hall.gw.commands.downlink
     dev.wait(lambda: not [p for p in dl.pending.values() if p.device_id == "EV-R"], timeout=15)
     n = len(dev.got("bitmap"))
     time.sleep(2.5)
@@ -200,7 +200,7 @@ def test_a_newer_invite_or_a_cancel_ends_resends_of_older_invites(hall):
     dev.confirm = False  # the device's answers are lost: the gateway keeps resending
     code, first = hall.api("POST", "/api/invitations", {"window": "W7", "cases": [{"projectNo": "P-1"}]})
     assert code == 201
-    dl = hall.gw.router.downlink
+    dl = hall.gw.commands.downlink
 
     def pending_invites():
         return sorted({p.msg["invitation"] for p in list(dl.pending.values())

@@ -256,8 +256,8 @@ LOG_COMMIT = "hcp.gateway.commit"
 def _committer(path):
     conn = db.connect(path)  # not open_db: the test damages a running gateway's file
     alarms = []
-    c = commit.Committer(conn, ["prov"], Hall(id="h", areaCode="330100", deptCode="D1"), lambda dev, ids: None)
-    c.on_alarm(alarms.append)
+    c = commit.Committer(conn, ["prov"], Hall(id="h", areaCode="330100", deptCode="D1"), lambda dev, ids: None,
+                         on_alarm=alarms.append)
     return c, alarms
 
 
