@@ -114,7 +114,7 @@ def url_template_problem(template):
     unknown = names - set(URL_FIELDS)
     if unknown:
         return ("uses unknown field(s) %s; use {staff_id}, {window}, {device_id}"
-                % ", ".join(sorted(unknown)))
+                % ", ".join("{%s}" % n for n in sorted(unknown)))
     if "staff_id" not in names:
         return "must contain {staff_id}: one code, one account"
     return None
@@ -426,7 +426,7 @@ UPSTREAM = Table("upstream", "Upstream targets, one [[upstream]] table each: eve
 COMMON_KEYS = tuple(k.name for k in UPSTREAM.keys)
 
 FORWARDERS = {
-    "mqtt": Table("upstream.mqtt", "kind = \"mqtt\": records published to a broker, QoS 1, marked on PUBACK"
+    "mqtt": Table("upstream.mqtt", "Records published to an MQTT broker, QoS 1, marked delivered on PUBACK"
                   " (gateway/forward_mqtt.py).", [
         Key("host", "str", _REQUIRED, "the broker's host name or address", example="127.0.0.1"),
         Key("port", "int", lambda v: 8883 if v.get("tls") else 1883, "the broker's port", lo=1, hi=65535,
@@ -456,7 +456,7 @@ FORWARDERS = {
         Key("connect_timeout_s", "number", 10.0, "how long to wait for the broker's CONNACK", lo=0.1, hi=600,
             unit="s", commented=True),
     ] + _forwarder_common(), after=_mqtt_upstream_after, forwarder=True),
-    "http": Table("upstream.http", "kind = \"http\": records POSTed as JSON, delivered on 2xx"
+    "http": Table("upstream.http", "Records POSTed as JSON to an HTTP endpoint, marked delivered on 2xx"
                   " (gateway/forward_http.py).", [
         Key("url", "str", _REQUIRED, "http:// or https:// URL the records are POSTed to", check=_http_url,
             example="https://platform.example/api/evaluations", allowed="http:// or https:// URL with a host"),
