@@ -65,7 +65,7 @@ def source(name):
     parts = name.split(".")
     if len(parts) == 1:
         return ROOT / parts[0] / "__init__.py"
-    return ROOT / parts[0] / (parts[1] + ".py")
+    return ROOT.joinpath(*parts[:-1]) / (parts[-1] + ".py")
 
 
 def code(name):
