@@ -59,11 +59,13 @@ def gateway():
 @click.argument("path", default="hall.toml", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path, force):
-    """Write a commented example config to PATH (default hall.toml).
+    """Write a commented config to PATH (default hall.toml).
 
-    It runs as is: serial ports found by glob, a fresh random API token, no
-    upstream until you add an [[upstream]] table. The file holds that token:
-    it is written 0600 (only its owner reads it), over an existing one too."""
+    Every key there is (docs/config.md), set or commented out at its
+    default, each with its unit and range. It runs as is: serial ports found
+    by glob, a fresh random API token, no upstream until you add an
+    [[upstream]] table. The file holds that token: it is written 0600 (only
+    its owner reads it), over an existing one too."""
     if os.path.exists(path) and not force:
         click.echo("%s exists; use --force to overwrite" % path, err=True)
         sys.exit(2)

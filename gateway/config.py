@@ -38,19 +38,20 @@ from gateway.settings import (  # noqa: F401 - the names other modules import fr
 
 def _section(cls_name, table_name, doc):
     """A dataclass of one table's keys (required ones first), its defaults
-    the schema's. A `password_file` is no field: it is read into `password`."""
+    the schema's; secrets are left out of its repr. A `password_file` is no
+    field: it is read into `password`."""
     table = schema.table(table_name)
     required, optional = [], []
     for key in table.keys:
         if key.reads:
             continue
         if key.required:
-            required.append((key.name, object))
-        else:
-            default = key.default
+            required.append((key.name, object, dataclasses.field(repr=not key.secret)))
+        elif isinstance(key.default, (list, dict)):
             optional.append((key.name, object, dataclasses.field(
-                default_factory=lambda d=default: copy.deepcopy(d))
-                if isinstance(default, (list, dict)) else dataclasses.field(default=default)))
+                default_factory=lambda d=key.default: copy.deepcopy(d), repr=not key.secret)))
+        else:
+            optional.append((key.name, object, dataclasses.field(default=key.default, repr=not key.secret)))
     cls = dataclasses.make_dataclass(cls_name, required + optional, namespace={"__doc__": doc})
     cls.__module__ = __name__
     return cls
@@ -80,7 +81,7 @@ class Config:
     max_size_mb: float
     http_host: str
     http_port: int
-    token: str
+    token: str = dataclasses.field(repr=False)
     serial: Serial
     mqtt: "MqttIngest | None"
     device: Device

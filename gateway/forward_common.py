@@ -302,7 +302,7 @@ class ForwarderBase:
             self._next_stats = now + self.STATS_EVERY_S
             try:
                 count, oldest = outbox.backlog(self.conn, self.name)
-            except Exception as err:  # noqa: BLE001 - a status read must not kill the loop
+            except sqlite3.Error as err:  # a status read must not kill the loop
                 self._error("cannot read backlog: %s" % err, count=False)
             else:
                 self._oldest_created = oldest
