@@ -187,10 +187,9 @@ class Table:
     across its keys, after each key was checked on its own:
     after(values, given, err, base); err(key, message)."""
 
-    def __init__(self, name, doc, keys, *, optional=False, after=None, forwarder=False, example_note=""):
+    def __init__(self, name, doc, keys, *, optional=False, after=None, forwarder=False):
         self.name, self.doc, self.keys = name, doc, keys
         self.optional, self.after, self.forwarder = optional, after, forwarder
-        self.example_note = example_note
         self.by_name = {k.name: k for k in keys}
 
     def defaults(self):
