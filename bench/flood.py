@@ -125,11 +125,11 @@ class RealDevice:
     def __init__(self, port, device_id, key):
         import paho.mqtt.client as mqtt
 
-        from protocol import hmac256
+        from gateway.keys import Key
         from protocol.reader import Reader
 
         self.device_id = device_id
-        self.key = hmac256.Key(key)
+        self.key = Key(key)
         self.reader = Reader(key_for=lambda fr: self.key)
         self.seq = 0
         self.event_seq = 0

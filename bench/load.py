@@ -46,7 +46,7 @@ import tty
 
 from bench import procstat
 from gateway.files import write_private
-from protocol import hmac256
+from gateway.keys import Key
 from protocol import messages as M
 from protocol.reader import Reader
 from simulator.net import free_port
@@ -90,7 +90,7 @@ class LoadHall:
         self.http_port = free_port()
         self.masters = []
         self.slaves = []
-        self.keys = [hmac256.Key(device_key(i)) for i in range(devices)]
+        self.keys = [Key(device_key(i)) for i in range(devices)]
         self.ids = ["LD-%04d" % i for i in range(devices)]
         self.proc = None
         self.t_time = int(start_time or time.time())

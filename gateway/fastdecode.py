@@ -12,13 +12,13 @@ allocation per step, a field table walked per message, a Python loop per
 tag byte), ~20 us a frame here; this one is a handful of C calls.
 
 `decode(packet)` -> (frame, msg) exactly as `(frame.decode(p), messages.parse(fr))`
-would give (the frame a `FastFrame`, whose `verify` is `hmac.digest` +
-`compare_digest`: the same HMAC-SHA256 truncated to 8 bytes), or raises the
-reference's ProtocolError.
+would give (the frame a `FastFrame`, whose `verify` compares the key's tag
+with `hmac.compare_digest`: the keys are gateway/keys.py's, the standard
+library's HMAC-SHA256 truncated to 8 bytes), or raises the reference's
+ProtocolError.
 """
 
 import binascii
-import hashlib
 import hmac
 import logging
 import struct
@@ -47,37 +47,15 @@ _good_ids = {}  # device ids that passed the rule (they repeat: checked once)
 
 
 class FastFrame(_frame.Frame):
-    """protocol.frame.Frame with the tag checked in C."""
+    """protocol.frame.Frame with the tag compared in C."""
 
     __slots__ = ()
 
     def verify(self, key):
         if self.tag is None:
             raise AuthError("untagged", "frame has no tag but the device is keyed")
-        if not hmac.compare_digest(tag(key.raw, self.signed), self.tag):
+        if not hmac.compare_digest(key.tag(self.signed), self.tag):
             raise AuthError("badtag", "tag does not match the device key")
-
-
-_pads = {}  # raw key -> (sha256 after ipad, sha256 after opad): copied per tag
-
-
-def tag(raw, msg):
-    """HMAC-SHA256(raw, msg)[:8] (RFC 2104), the hash states after the padded
-    key kept per key (CPython's sha256 objects can be copied; MicroPython's
-    cannot, which is why protocol.hmac256 hashes the pads every time)."""
-    st = _pads.get(raw)
-    if st is None:
-        k = hashlib.sha256(raw).digest() if len(raw) > 64 else raw
-        k = k.ljust(64, b"\x00")
-        st = (hashlib.sha256(bytes(x ^ 0x36 for x in k)), hashlib.sha256(bytes(x ^ 0x5C for x in k)))
-        if len(_pads) > 20_000:
-            _pads.clear()
-        _pads[raw] = st
-    h = st[0].copy()
-    h.update(msg)
-    o = st[1].copy()
-    o.update(h.digest())
-    return o.digest()[:_TAG_LEN]
 
 
 def reference(packet):

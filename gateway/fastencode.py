@@ -4,7 +4,7 @@
 The reference encoder (`protocol.messages.encode`: a field table walked per
 message, COBS and HMAC written for a 64 KB MicroPython heap) takes ~25 us per
 ACK frame here; this one is a few C calls: one `struct.pack` of the payload,
-the HMAC from the copied pad states of `gateway.fastdecode.tag`, `crc32`, and
+the key's tag (gateway/keys.py: the standard library's hmac), `crc32`, and
 COBS over `bytes.split`. It returns the very bytes the reference returns
 (tests/test_gateway_fastencode.py compares both on random ids, keys, sessions,
 seqs and every COBS block boundary); anything it is not sure of (the ACK
@@ -78,7 +78,7 @@ def _payload(device_id, ids):
 def ack(session, seq, device_id, ids, key):
     """protocol.messages.encode({"type": "ack", "session": session, "seq": seq,
     "device_id": device_id, "ids": ids}, key) as bytes (key: a
-    protocol.hmac256.Key or None)."""
+    gateway.keys.Key, or anything with its tag(), or None)."""
     payload = None
     if type(session) is int and type(seq) is int and 0 <= session <= 0xFFFFFFFF and 0 <= seq <= 0xFFFFFFFF:
         payload = _payload(device_id, ids)
@@ -89,5 +89,5 @@ def ack(session, seq, device_id, ids, key):
         body = _HDR.pack(0x10, _ACK, session, seq) + payload
     else:
         body = _HDR.pack(0x11, _ACK, session, seq) + payload
-        body += fastdecode.tag(key.raw, body)
+        body += key.tag(body)
     return _cobs(body + _CRC.pack(binascii.crc32(body)))

@@ -30,9 +30,9 @@ import json
 import threading
 import time
 
+from gateway.keys import Key
 from gateway.manyrows import update_many
 from protocol import frame as _frame
-from protocol import hmac256
 
 
 class Device:
@@ -45,7 +45,7 @@ class Device:
 
     def __init__(self, device_id):
         self.device_id = device_id
-        self.key = None  # hmac256.Key
+        self.key = None  # gateway.keys.Key
         self.prev_key = None
         self.key_confirmed = False
         self.tx_key = None
@@ -67,7 +67,7 @@ class Device:
         self.frames = 0
         self.events = 0
         self.duplicates = 0
-        self.challenge = None  # (seq, deadline) of the liveness check sent (gateway.router)
+        self.challenge = None  # gateway.router.Challenge: the liveness check sent
 
     @property
     def paired(self):
@@ -197,20 +197,21 @@ class Registry:
         without a key is a device heard before provisioning existed: not
         loaded (it must be provisioned)."""
         with self.lock:
-            for row in conn.execute(
+            for (device_id, first_seen, last_seen, fw, board, boot, reported_staff, health, clock_offset_s,
+                 key, prev_key, key_confirmed, replay_session, replay_seq) in conn.execute(
                     "SELECT device_id, first_seen, last_seen, fw, board, boot, reported_staff, health,"
                     " clock_offset_s, key, prev_key, key_confirmed, replay_session, replay_seq"
                     " FROM devices WHERE key IS NOT NULL"):
-                dev = self.devices[row[0]] = Device(row[0])
-                (dev.first_seen, dev.last_seen, dev.fw, dev.board, dev.boot,
-                 dev.reported_staff) = row[1:7]
-                dev.health = json.loads(row[7] or "{}")
-                dev.clock_offset_s = row[8]
-                dev.key = hmac256.Key(row[9])
-                dev.prev_key = hmac256.Key(row[10]) if row[10] else None
-                dev.key_confirmed = bool(row[11])
+                dev = self.devices[device_id] = Device(device_id)
+                dev.first_seen, dev.last_seen, dev.fw, dev.board = first_seen, last_seen, fw, board
+                dev.boot, dev.reported_staff = boot, reported_staff
+                dev.health = json.loads(health or "{}")
+                dev.clock_offset_s = clock_offset_s
+                dev.key = Key(key)
+                dev.prev_key = Key(prev_key) if prev_key else None
+                dev.key_confirmed = bool(key_confirmed)
                 dev.tx_key = dev.key if dev.key_confirmed or dev.prev_key is None else dev.prev_key
-                dev.replay = _frame.Replay(row[12] or 0, row[13] or 0)
+                dev.replay = _frame.Replay(replay_session or 0, replay_seq or 0)
             for device_id, staff_id, window, name in conn.execute(
                     "SELECT device_id, staff_id, window, staff_name FROM bindings"):
                 dev = self.devices.get(device_id)

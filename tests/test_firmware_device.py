@@ -12,7 +12,8 @@ import pytest
 from support.fakegw import FakeGateway
 from support.simdevice import SimDevice, install
 
-from protocol import hmac256, messages
+from gateway.keys import Key
+from protocol import messages
 from tools.provision import write_key_dir
 
 KEY = bytes(range(32))
@@ -212,7 +213,7 @@ def test_a_device_without_a_key_obeys_nothing(tmp_path, fw_cache):
         mark = r.gw.mark()
         r.gw.send({"type": "bind", "staff_id": "S666", "window": "W66"}, key=None)
         r.gw.send({"type": "time", "time": 1795000000, "tz_min": 480}, key=None)
-        r.gw.send({"type": "bind", "staff_id": "S667", "window": "W66"}, key=hmac256.Key(bytes(32)))
+        r.gw.send({"type": "bind", "staff_id": "S667", "window": "W66"}, key=Key(bytes(32)))
         time.sleep(1.0)
         got = {m["type"] for m in r.gw.frames[mark:]}
         assert got <= {"hello"}, got  # no done, no error, no health: nothing was obeyed

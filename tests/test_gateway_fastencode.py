@@ -8,11 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import fastencode as F
-from protocol import cobs, hmac256, messages
+from gateway.keys import Key
+from protocol import cobs, messages
 from protocol.errors import ProtocolError
 from protocol.examples import TEST_KEY
 
-KEYS = [None, hmac256.Key(TEST_KEY), hmac256.Key(bytes(range(1, 33))), hmac256.Key(b"k" * 70)]
+KEYS = [None, Key(TEST_KEY), Key(bytes(range(1, 33))), Key(b"k" * 70)]
 
 
 def reference(session, seq, device_id, ids, key):

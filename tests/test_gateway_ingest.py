@@ -9,7 +9,7 @@ from support.gwfixtures import connect, invite, pair, provision_key, records, ro
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
-from protocol import hmac256
+from gateway.keys import Key
 
 
 def test_batch_rating_is_one_record_per_case_and_duplicates_are_absorbed(hall):
@@ -91,7 +91,7 @@ def test_forged_replayed_and_untagged_frames_are_rejected_and_counted(hall):
         return {"type": "event", "device_id": "EV-4", "boot": 3, "event_seq": seq, "kind": "uninvited",
                 "score": 1, "reasons": [], "invitation": "", "time": int(time.time()), "uptime_ms": 9}
 
-    dev.send(ev(100), key=hmac256.Key(b"\x01" * 32))  # forged: wrong key
+    dev.send(ev(100), key=Key(b"\x01" * 32))  # forged: wrong key
     dev.send(ev(101), key=None)  # untagged from a keyed device
     wire = dev.send(ev(102))  # good...
     dev.wait(lambda: (3, 102) in dev.acked)

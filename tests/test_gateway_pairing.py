@@ -11,7 +11,7 @@ from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
 from gateway import db
-from protocol import hmac256
+from gateway.keys import Key
 
 
 def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(hall):
@@ -73,7 +73,7 @@ def test_re_pairing_leaves_the_key_and_re_provisioning_takes_over_when_the_devic
     assert dev.refused == {}
     # From now on the old key is worthless.
     before = hall.gw.registry.rejected.get("badtag", 0)
-    dev.health(key=hmac256.Key(k1))
+    dev.health(key=Key(k1))
     wait_for(lambda: hall.gw.registry.rejected.get("badtag", 0) == before + 1, what="old key refused")
     eid = dev.press(4)
     dev.wait(lambda: eid in dev.acked)

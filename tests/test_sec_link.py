@@ -22,7 +22,8 @@ from support.gwfixtures import connect, dead_http_upstream, invite, pair, provis
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import InProcess, wait_for, write_config
 
-from protocol import cobs, hmac256
+from gateway.keys import Key
+from protocol import cobs
 from protocol import frame as _frame
 from protocol import messages as M
 
@@ -104,7 +105,7 @@ def test_1_no_key_crosses_the_broker_and_a_sniffer_cannot_forge_a_rating(tmp_pat
                   "uptime_ms": 1, "session": 4, "seq": 10_000}
         ups = [p for t, p in sniff.got if t.endswith("/EV-M/up") and p.strip(b"\x00")]
         publish(mosquitto.port, "hcp/hall-1/dev/EV-M/up",
-                [M.encode(forged, None), M.encode(forged, hmac256.Key(os.urandom(32)))] + ups)
+                [M.encode(forged, None), M.encode(forged, Key(os.urandom(32)))] + ups)
         wait_for(lambda: gw.gw.registry.rejected.get("badtag", 0) >= 1
                  and gw.gw.registry.rejected.get("untagged", 0) >= 1
                  and gw.gw.registry.rejected.get("replay", 0) >= len(ups), what="forgeries refused")
@@ -164,7 +165,7 @@ def test_3_no_jump_of_session_or_seq_locks_a_device_out(hall):
     reg = hall.gw.registry
     # Without the key: nothing moves.
     dev.health(key=None, session=0xFFFFFFFF, seq=0xFFFFFFFF)
-    dev.health(key=hmac256.Key(os.urandom(32)), session=0xFFFFFFFF, seq=0xFFFFFFFF)
+    dev.health(key=Key(os.urandom(32)), session=0xFFFFFFFF, seq=0xFFFFFFFF)
     wait_for(lambda: reg.rejected.get("untagged", 0) >= 1 and reg.rejected.get("badtag", 0) >= 1,
              what="refused")
     # With the key (stolen, or a device gone wrong): a jump past the bounds is refused.

@@ -23,8 +23,8 @@ import select
 import time
 import tty
 
+from gateway.keys import Key
 from protocol import frame as _frame
-from protocol import hmac256
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from protocol.reader import Reader
@@ -141,7 +141,7 @@ class FakeDevice:
         self.boot = boot
         self.seq = 0
         self.event_seq = 0
-        self.key = hmac256.Key(key) if key else None
+        self.key = Key(key) if key else None
         self.staff_id = staff_id
         self.window = ""
         self.fw = fw
@@ -171,11 +171,11 @@ class FakeDevice:
 
     def set_key(self, raw):
         """What the technician's tool does over USB (hcp tool provision)."""
-        self.key = hmac256.Key(raw) if raw else None
+        self.key = Key(raw) if raw else None
 
     def send(self, msg, key="own", session=None, seq=None):
         """Encode and write one message. key="own" tags with the device key
-        (if any); None sends untagged; an hmac256.Key forges with that key."""
+        (if any); None sends untagged; a gateway.keys.Key forges with that key."""
         if seq is None:
             self.seq += 1
             seq = self.seq

@@ -22,10 +22,10 @@ import threading
 import time
 import tty
 
+from gateway.keys import Key
 from protocol import frame as _frame
 from protocol import messages
 from protocol.errors import ProtocolError
-from protocol.hmac256 import Key
 from protocol.reader import Reader
 
 
