@@ -308,14 +308,14 @@ class Committer(threading.Thread):
         found = []  # the invitation row each event answers, or None
         for item, eid in zip(events, eids, strict=True):
             m = item.msg
-            row = None
+            inv = None
             if m["kind"] != "uninvited":
-                row = invs.get(m["invitation"])
-                if row is not None and row[1] != m["device_id"]:
-                    row = None  # another device's invitation: never this one's to answer
-            found.append(row)
-            if row is not None:  # the invitation's staff and window, as they were when it was opened
-                staff_id, window = row[2], row[3]
+                inv = invs.get(m["invitation"])
+                if inv is not None and inv[INV_DEVICE] != m["device_id"]:
+                    inv = None  # another device's invitation: never this one's to answer
+            found.append(inv)
+            if inv is not None:  # the invitation's staff and window, as they were when it was opened
+                staff_id, window = inv[INV_STAFF], inv[INV_WINDOW]
             else:
                 binding = item.dev.binding or {}
                 staff_id, window = binding.get("staff_id", ""), binding.get("window", "")
@@ -323,15 +323,13 @@ class Committer(threading.Thread):
             if reasons and catalogue is not None:
                 reasons, dropped = valid_reasons(m["kind"], m["score"], reasons, catalogue)
                 counts["reasons_dropped"] += dropped
+            # in the order of EVENT_COLUMNS
             rows.append((eid, m["device_id"], m["boot"], m["event_seq"], m["kind"], m["score"],
                          ",".join(reasons), m["invitation"], m["time"], m["uptime_ms"], item.press_time,
                          item.received_at, staff_id, window, item.time_source))
         top = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         before = conn.total_changes
-        insert_many(
-            conn, "INSERT OR IGNORE INTO events (event_id, device_id, boot, event_seq, kind, score, reasons,"
-            " invitation, device_time, uptime_ms, press_time, received_at, staff_id, window, time_source)",
-            15, rows)
+        insert_many(conn, _INSERT_EVENTS, len(EVENT_COLUMNS), rows)
         if conn.total_changes - before == len(rows):
             added = None  # every one new: the common case
         else:
@@ -342,8 +340,9 @@ class Committer(threading.Thread):
         targets = self.targets
         texts = records.texts
         loads = json.loads
-        for item, r, row in zip(events, rows, found, strict=True):
-            eid = r[0]
+        for item, row, inv in zip(events, rows, found, strict=True):
+            (eid, device_id, _boot, _seq, kind, score, reasons, inv_id, _time, _uptime, press_time, received,
+             _staff, _window, _source) = row
             dev = item.dev
             if added is not None:
                 if eid not in added:
@@ -353,31 +352,29 @@ class Committer(threading.Thread):
                 added.discard(eid)  # a second copy in the same batch is a duplicate
             counts["events"] += 1
             dev.events += 1
-            kind = r[4]
             if kind == "uninvited":
                 counts["uninvited"] += 1
                 continue  # audit only
-            if row is None:
+            if inv is None:
                 counts["orphans"] += 1
-                log.warning("event %s answers unknown invitation %r: stored, not forwarded", eid, r[7])
+                log.warning("event %s answers unknown invitation %r: stored, not forwarded", eid, inv_id)
                 continue
-            inv_id = r[7]
-            first = row[5] if row[5] is not None else answered.get(inv_id)
+            _id, _device, inv_staff, inv_window, inv_cases, inv_answer = inv
+            first = inv_answer if inv_answer is not None else answered.get(inv_id)
             if first is not None:
                 counts["late"] += 1  # 一次一评: the first complete answer counted
                 log.warning("event %s: invitation %s already answered by %s", eid, inv_id, first)
                 continue
-            try:  # the invitation's staff and window (row[2], row[3]), as when it was opened
-                built = texts(eid, r[1], kind, r[5], r[6], r[10], loads(row[4]), row[2], row[3], hall)
+            try:  # the invitation's staff and window, as when it was opened
+                built = texts(eid, device_id, kind, score, reasons, press_time, loads(inv_cases), inv_staff,
+                              inv_window, hall)
             except Exception:  # a bug or a bad row: the event is stored (and ACKed), loudly
                 counts["poison"] += 1
                 log.exception("event %s stored, but its records could not be built", eid)
                 continue
             answered[inv_id] = eid
-            received = r[11]
             closing.append(("rated" if kind == "rating" else "unrated", eid, received, inv_id))
             counts["records"] += len(built)
-            device_id = r[1]
             for key, text in built:
                 for t in targets:
                     out.append((t, key, eid, device_id, text, received))
@@ -385,8 +382,16 @@ class Committer(threading.Thread):
             update_many(conn, "invitations", ("state", "event_id", "closed_at"), "id", closing)
 
 
+# An events row as _events builds it, column by column.
+EVENT_COLUMNS = ("event_id", "device_id", "boot", "event_seq", "kind", "score", "reasons", "invitation",
+                 "device_time", "uptime_ms", "press_time", "received_at", "staff_id", "window", "time_source")
+_INSERT_EVENTS = "INSERT OR IGNORE INTO events (%s)" % ", ".join(EVENT_COLUMNS)
+
 _INVITATIONS = "SELECT %s FROM invitations WHERE id IN (SELECT value FROM json_each(?))"
-_INV_COLS = "id, device_id, staff_id, window, cases, event_id"
+# An invitation row as _invitations gives it, and the places of its fields.
+INV_COLUMNS = ("id", "device_id", "staff_id", "window", "cases", "event_id")
+INV_DEVICE, INV_STAFF, INV_WINDOW = (INV_COLUMNS.index(c) for c in ("device_id", "staff_id", "window"))
+_INV_COLS = ", ".join(INV_COLUMNS)
 
 
 def _invitations(conn, ids):

@@ -36,6 +36,7 @@ locked out.
 
 import logging
 import time
+from typing import NamedTuple
 
 from gateway import records
 from gateway import registry as reg
@@ -56,6 +57,13 @@ MAX_SESSION_JUMP = 1000
 MAX_SEQ_JUMP = 1_000_000
 CHALLENGE_EVERY_S = 2.0
 CHALLENGE_TTL_S = 10.0
+
+
+class Challenge(NamedTuple):
+    """The liveness check sent to a device (module docstring)."""
+
+    seq: int  # of the `time` command its `done` must name
+    until: float  # when that answer no longer counts
 
 
 class Link:
@@ -180,8 +188,8 @@ class Router:
             last.session == last.seq == 0)  # never heard since provisioning
         if not fresh:
             ch = dev.challenge
-            if not (ch is not None and fr.mtype == M.DONE and msg["ref_seq"] == ch[0]
-                    and now <= ch[1]):
+            if not (ch is not None and fr.mtype == M.DONE and msg["ref_seq"] == ch.seq
+                    and now <= ch.until):
                 reject("replay" if (fr.session, fr.seq) <= (last.session, last.seq) else "jump", dev)
                 self._challenge(dev, link, used, now)
                 return False
@@ -203,7 +211,7 @@ class Router:
     def _challenge(self, dev, link, key, now):
         """Ask whoever holds the key on `link` to answer a new command."""
         ch = dev.challenge
-        if ch is not None and now < ch[1] - CHALLENGE_TTL_S + CHALLENGE_EVERY_S:
+        if ch is not None and now < ch.until - CHALLENGE_TTL_S + CHALLENGE_EVERY_S:
             return
         msg = {"type": "time", "time": int(now), "tz_min": self.cfg.hall.tz_offset_min,
                "session": self.commands.session}
@@ -211,7 +219,7 @@ class Router:
             seq = self.commands.stamp(link, msg, key)
         except OSError:
             return
-        dev.challenge = (seq, now + CHALLENGE_TTL_S)
+        dev.challenge = Challenge(seq, now + CHALLENGE_TTL_S)
 
     def _event(self, dev, msg, now):
         ts, source = records.press_time(msg["time"], msg["uptime_ms"], msg["boot"], now, dev.uptime_ref)
