@@ -10,7 +10,9 @@ board's side of every wire); this module is the other side:
   a finger makes it: 1-8 ms of contact chatter, held, 1-8 ms of chatter on
   release (seeded, so a run repeats); `down` / `up` hold and free it (a
   stuck key), with chatter too; `glitch` a blip shorter than the debounce.
-  Levels are electrical (boards.toml `active_low`).
+  Levels are electrical (boards.toml `active_low`). Each returns once the
+  gesture is over and debounced, as a finger is done with a key before
+  it does the next thing (a press takes its 70-110 ms).
 - **UART**: the pty the caller gives (a simulator/wire.Line's device end, or
   a test's peer); the ring and its overflow are the VM side's.
 - **panel**: every I2C write the panel ACKs goes to a simulator/panel.Panel
@@ -46,6 +48,7 @@ import threading
 import time
 import tty
 
+from simulator.device import SimDeviceError
 from simulator.panel import Panel
 from simulator.procs import stop_process
 from tools.micropython import find_micropython
@@ -216,7 +219,7 @@ class VirtualBoard:
     in the VM). `uart` is the pty path of its link UART."""
 
     def __init__(self, workdir, board="esp32", uart=None, flash=None, heap="64K", uid=None,
-                 chip="ssd1309", seed=0, run_main=True):
+                 chip="ssd1309", seed=0, run_main=True, hold_ms=HOLD_MS):
         from tools import flash as flashtool
 
         if board not in BOARDS:
@@ -230,6 +233,7 @@ class VirtualBoard:
         self.uart = uart
         self.heap = heap
         self.run_main = run_main
+        self.hold_ms = hold_ms
         self.rng = random.Random(seed)
         n = 6 if board == "esp32" else 8  # a MAC; the RP2040's flash id
         self.uid = uid or bytes(self.rng.randrange(256) for _ in range(n))
@@ -240,6 +244,7 @@ class VirtualBoard:
         b = self.settings["buttons"]
         self.pins = list(b["pins"])
         self.active_low = b.get("active_low", True)
+        self.debounce_ms = b.get("debounce_ms", 30)
         self.proc = None
         self.starts = 0
         self.resets = 0
@@ -393,34 +398,39 @@ class VirtualBoard:
         now = time.monotonic()
         return max(0, int((self._busy_until - now) * 1000))
 
+    def _gesture(self, stars, edges, t):
+        """Drive the edges; the gesture ends at t ms from now. Returns when
+        the firmware has had time to take it (debounced and scanned), as a
+        finger is done with a key before it does anything else."""
+        self._drive(self._pin(stars), edges)
+        end = time.monotonic() + (t + self.debounce_ms + 15) / 1000.0
+        self._busy_until = end + GAP_MS / 1000.0
+        left = end - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+
     def press(self, stars, hold_ms=None):
         """One press of the `stars` button as a finger makes it."""
         t0 = self._slot()
-        hold = hold_ms if hold_ms is not None else self.rng.randint(*HOLD_MS)
+        hold = hold_ms if hold_ms is not None else self.rng.randint(*self.hold_ms)
         edges, t = self._chatter(t0, True)
         up, t = self._chatter(t + hold, False)
-        self._drive(self._pin(stars), edges + up)
-        self._busy_until = time.monotonic() + (t + GAP_MS) / 1000.0
+        self._gesture(stars, edges + up, t)
 
     def down(self, stars):
         """Press and keep it pressed (a jammed key, a cup on the panel)."""
-        t0 = self._slot()
-        edges, t = self._chatter(t0, True)
-        self._drive(self._pin(stars), edges)
-        self._busy_until = time.monotonic() + (t + GAP_MS) / 1000.0
+        edges, t = self._chatter(self._slot(), True)
+        self._gesture(stars, edges, t)
 
     def up(self, stars):
-        t0 = self._slot()
-        edges, t = self._chatter(t0, False)
-        self._drive(self._pin(stars), edges)
-        self._busy_until = time.monotonic() + (t + GAP_MS) / 1000.0
+        edges, t = self._chatter(self._slot(), False)
+        self._gesture(stars, edges, t)
 
     def glitch(self, stars, ms=2):
         """A blip of `ms` ms (interference, a brush of the key): shorter than
         the debounce, no press."""
         t0 = self._slot()
-        self._drive(self._pin(stars), [(t0, self._level(True)), (t0 + ms, self._level(False))])
-        self._busy_until = time.monotonic() + (t0 + ms + GAP_MS) / 1000.0
+        self._gesture(stars, [(t0, self._level(True)), (t0 + ms, self._level(False))], t0 + ms)
 
     # -- the panel ------------------------------------------------------
     def set_panel(self, state):
@@ -566,6 +576,12 @@ class VirtualBoard:
             self._inq = (n, now)
 
 
+class DeviceDown(SimDeviceError, AssertionError):
+    """A button pressed on a board with no power: the simulator's actors
+    catch SimDeviceError, the firmware tests' scenarios AssertionError (as
+    tests/support/simdevice's device raises)."""
+
+
 class BoardDevice:
     """A virtual board in the interface of simulator/device.SimDevice (the
     simulated hall's devices) and of the firmware tests' devices: press,
@@ -573,14 +589,14 @@ class BoardDevice:
     pixels, power_cut / kill, start, stop."""
 
     def __init__(self, name, flash_dir, line=None, heap="64K", main=None, board="esp32", uart=None,
-                 workdir=None, seed=0):
+                 workdir=None, seed=0, hold_ms=HOLD_MS):
         self.name = name
         self.flash = pathlib.Path(flash_dir)
         self.line = line
         self.heap = heap
         workdir = pathlib.Path(workdir) if workdir else self.flash.parent / (self.flash.name + ".board")
         self.board = VirtualBoard(workdir, board=board, uart=uart or (line.device_path if line else None),
-                                  flash=self.flash, heap=heap, seed=seed)
+                                  flash=self.flash, heap=heap, seed=seed, hold_ms=hold_ms)
         self.dir = self.board.dir
 
     # -- process ---------------------------------------------------------
@@ -631,10 +647,8 @@ class BoardDevice:
 
     # -- buttons -----------------------------------------------------------
     def _check(self):
-        from simulator.device import SimDeviceError
-
         if not self.board.running:
-            raise SimDeviceError("%s is not running" % self.name)
+            raise DeviceDown("%s is not running" % self.name)
 
     def press(self, star):
         self._check()
@@ -702,8 +716,6 @@ class BoardDevice:
 
         path = self.dir / "screen.pbm"
         if not path.exists():
-            from simulator.device import SimDeviceError
-
             raise SimDeviceError("%s has not drawn a screen yet" % self.name)
         with Image.open(path) as img:
             img.load()

@@ -38,6 +38,7 @@
 # it is kept small (what the firmware and the tools use) and the rest (WDT,
 # RTC, freq, sleeps, reset causes) is in vbextra.py, loaded on first use.
 
+import array
 import errno
 import os
 import select
@@ -81,7 +82,13 @@ del _raw
 _panel = 1  # 1 ACKs, 0 NAKs, 2 holds the bus (timeout)
 _addr = int(_wire.get("panel", "60"))
 _lv = {}  # pin -> level driven by the simulator, or its pull
-_ev = []  # (ticks due, pin, level) in the order they came; at most 256
+# Levels waiting for their time, in the order they came: preallocated, so
+# the emulator never asks the firmware's heap for a block while it runs.
+_N = 128
+_due = array.array("i", bytes(4 * _N))
+_pin = bytearray(_N)
+_val = bytearray(_N)
+_n = 0
 _rb = bytearray(64)
 _r4 = memoryview(_rb)[:4]
 _t = None
@@ -90,28 +97,34 @@ _t = None
 def _sync():
     """Take what the simulator sent (at most once a millisecond), then
     apply the pin levels that are due."""
-    global _t, _panel
+    global _t, _panel, _n
     t = time.ticks_ms()
     if t != _t:
         _t = t
         while _hwp.poll(0):
-            n = _hw.readinto(_r4) or 0
-            if not n:
+            k = _hw.readinto(_r4) or 0
+            if not k:
                 break
-            while n < 4:  # the rest of a record is written with it
-                n += _hw.readinto(_r4[n:]) or 0
+            while k < 4:  # the rest of a record is written with it
+                k += _hw.readinto(_r4[k:]) or 0
             if _rb[0] == 255:
                 _panel = _rb[1]
-            elif len(_ev) < 256:
-                _ev.append((time.ticks_add(t, _rb[2] | _rb[3] << 8), _rb[0], _rb[1]))
-    i = 0
-    while i < len(_ev):
-        e = _ev[i]
-        if time.ticks_diff(e[0], t) <= 0:
-            _lv[e[1]] = e[2]
-            _ev.pop(i)
-        else:
-            i += 1
+            elif _n < _N:
+                _due[_n] = time.ticks_add(t, _rb[2] | _rb[3] << 8)
+                _pin[_n] = _rb[0]
+                _val[_n] = _rb[1]
+                _n += 1
+    i = j = 0
+    while i < _n:
+        if time.ticks_diff(_due[i], t) <= 0:
+            _lv[_pin[i]] = _val[i]
+        else:  # kept, moved down over the ones applied
+            _due[j] = _due[i]
+            _pin[j] = _pin[i]
+            _val[j] = _val[i]
+            j += 1
+        i += 1
+    _n = j
 
 
 class Pin:
