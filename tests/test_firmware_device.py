@@ -155,7 +155,7 @@ def test_uninvited_presses_are_audit_not_ratings(rig):
 
 
 def test_debounce_glitch_is_no_press(rig):
-    rig.dev.command("down 3\nup 3")  # a 0 ms glitch: shorter than debounce
+    rig.dev.send("down 3\nup 3")  # a 0 ms glitch: shorter than debounce
     rig.dev.press(4)  # then one clean press
     ev = rig.event(None)
     assert (ev["kind"], ev["score"], ev["event_seq"]) == ("uninvited", 4, 1)
