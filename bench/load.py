@@ -45,14 +45,15 @@ import time
 import tty
 
 from bench import procstat
+from gateway.client import Client
 from gateway.files import write_private
 from gateway.keys import Key
 from protocol import messages as M
 from protocol.reader import Reader
 from simulator.net import free_port
 from simulator.procs import stop_process
+from tools.command import hcp_argv
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 WINDOW = 8  # unacknowledged events per device (the firmware's resend window)
 BOOT = 1
 SESSION = 1
@@ -194,27 +195,18 @@ class LoadHall:
 
     # --- the gateway process --------------------------------------------------
     def start_gateway(self, timeout=20.0):
-        import urllib.request
-
-        hcp = ROOT / ".venv" / "bin" / "hcp"
-        cmd = [str(hcp)] if hcp.exists() else [sys.executable, "-m", "tools.cli"]
         self.log = open(self.work / "gateway.log", "ab")
-        self.proc = subprocess.Popen(cmd + ["gateway", "run", "--config", str(self.conf)],
-                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+        self.proc = subprocess.Popen(hcp_argv() + ["gateway", "run", "--config", str(self.conf)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=str(self.work),
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        api = Client("http://127.0.0.1:%d" % self.http_port, TOKEN, timeout=2)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("gateway exited: %s" % self.tail())
-            try:
-                req = urllib.request.Request("http://127.0.0.1:%d/api/status" % self.http_port,
-                                             headers={"Authorization": "Bearer " + TOKEN})
-                with urllib.request.urlopen(req, timeout=2) as r:
-                    st = json.loads(r.read())
-                if sum(1 for p in st.get("serial", []) if p.get("open")) >= self.n:
-                    return self
-            except OSError:
-                pass
+            status, st = api.call("GET", "/api/status")
+            if status == 200 and sum(1 for p in st.get("serial", []) if p.get("open")) >= self.n:
+                return self
             time.sleep(0.1)
         raise RuntimeError("gateway did not open its %d ports: %s" % (self.n, self.tail()))
 

@@ -22,7 +22,6 @@ or SIGTERM alike, with no child left behind:
 import contextlib
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -32,8 +31,7 @@ import time
 import urllib.request
 
 from simulator.net import free_port, wait_port
-
-BIN = pathlib.Path(sys.executable).parent
+from tools.command import hcp_argv
 
 
 class ProcessError(RuntimeError):
@@ -350,7 +348,7 @@ class Proc:
 
 
 def gateway(workdir, config_path, http_port):
-    return Proc("gateway", [str(BIN / "hcp"), "gateway", "run", "--config", str(config_path)],
+    return Proc("gateway", hcp_argv() + ["gateway", "run", "--config", str(config_path)],
                 workdir, ready_port=http_port)
 
 

@@ -20,7 +20,7 @@ from gateway.files import write_private
 from simulator import tomlw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HCP = os.path.join(ROOT, ".venv", "bin", "hcp")
+HCP = os.path.join(os.path.dirname(sys.executable), "hcp")  # the entry point of the tests' virtualenv
 TOKEN = "test-token-0123456789abcdef"
 
 
