@@ -206,3 +206,64 @@ def broker_config(config_path, out_dir, hosts, port, bind, devices, readers):
     click.echo("then in %s:\n[mqtt]\nhost = \"%s\"\nport = %d\nusername = \"%s\"\npassword_file = \"%s\"\n"
                "tls = { ca = \"%s\" }" % (config_path, got["hosts"][0], port, got["gateway_user"],
                                           os.path.join(out, "gateway.password"), os.path.join(out, "ca.crt")))
+
+
+# -- the database, read-only, for a person (gateway/dbview.py) ------------------
+@gateway.group()
+def db():
+    """The gateway's database, read-only (a running gateway is not held up):
+    its tables, their rows, an export. Device keys, the upstream records and
+    the invitations' cases are never shown."""
+
+
+def _db_view(config_path):
+    from gateway import dbview
+
+    try:
+        return dbview, dbview.open_ro(_load(config_path).db_path)
+    except dbview.DbViewError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@db.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of a table.")
+def tables(config_path, as_json):
+    """Every table with its rows and columns, and the migrations applied and pending."""
+    dbview, conn = _db_view(config_path)
+    got = {"tables": dbview.tables(conn), "migrations": dbview.migrations(conn)}
+    if as_json:
+        _print(got)
+        return
+    for t in got["tables"]:
+        click.echo("%-12s %10d rows  %s" % (t["table"], t["rows"], ", ".join(t["columns"])))
+    m = got["migrations"]
+    click.echo("migrations: %d applied (last %s), %d pending%s"
+               % (len(m["applied"]), m["applied"][-1]["name"] if m["applied"] else "-", len(m["pending"]),
+                  ": " + ", ".join(m["pending"]) if m["pending"] else ""))
+
+
+@db.command()
+@_config_option
+@click.argument("table")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Rows at most.")
+@click.option("--newest", is_flag=True, help="The newest rows first.")
+def rows(config_path, table, limit, newest):
+    """The rows of TABLE as JSON lines (secrets withheld), oldest first."""
+    dbview, conn = _db_view(config_path)
+    try:
+        for row in dbview.rows(conn, table, limit=limit, newest=newest):
+            click.echo(json.dumps(row, ensure_ascii=False, default=str))
+    except dbview.DbViewError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@db.command()
+@_config_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the files.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def export(config_path, out_dir, fmt):
+    """Every table into OUT as TABLE.csv or TABLE.json (secrets withheld)."""
+    dbview, conn = _db_view(config_path)
+    counts = dbview.export(conn, out_dir, fmt)
+    click.echo("wrote %d tables (%d rows) to %s" % (len(counts), sum(counts.values()), out_dir))
