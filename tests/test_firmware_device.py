@@ -308,7 +308,7 @@ def test_boot_counter_never_repeats(tmp_path, fw_cache):
 
 def test_gateway_sized_frames_at_64k(tmp_path, fw_cache):
     """The gateway's real traffic at pairing: full-screen bitmaps in 512-byte
-    parts (gateway/router.py BITMAP_CHUNK), a 20-reason config, a 40-case
+    parts (gateway/commands.py BITMAP_CHUNK), a 20-reason config, a 40-case
     batch, in the 64K budget (protocol.rx reads each frame in place:
     firmware/README.md has the heap)."""
     r = Rig(tmp_path, fw_cache, heap="64K")
