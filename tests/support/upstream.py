@@ -10,13 +10,12 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.request
 
 from gateway import db, outbox
 from simulator import upstream
 from simulator.broker import BrokerProcess, mosquitto_path
 from simulator.net import free_port
-from simulator.procs import stop_process
+from simulator.procs import control_http_receiver, stop_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -68,10 +67,7 @@ class Receiver:
         stop_process(self.proc)
 
     def control(self, **cmd):
-        req = urllib.request.Request(self.url + "/control", data=json.dumps(cmd).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return json.loads(r.read())
+        return control_http_receiver(self.port, **cmd)
 
     def summary(self):
         return upstream.summary(self.db)
