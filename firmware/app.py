@@ -131,8 +131,8 @@ def turn(btn):
         # it now, while it is one piece, not when an allocation fails.
         gc.collect()
     hal.scan(btn, t)
-    if btn.update(t) and link.up:
-        link.health(t)  # a stuck (or freed) button is news for the admin
+    if (btn.update(t) or link.faulted != getattr(hal, "fault", 0)) and link.up:
+        link.health(t)  # a stuck (or freed) button, a panel gone (or back): news for the admin
     q = btn.queue
     if q:
         btn.queue = []

@@ -7,7 +7,8 @@
 #   doubling up to 30 s; any ACK resets that to 1 s. After _FORGOTTEN
 #   rounds with no frame at all from the gateway the link starts over with
 #   hello (the gateway may have lost track of the device).
-# - `health` every heartbeat, and at once when a button gets stuck or freed.
+# - `health` every heartbeat, and at once when a button gets stuck or freed
+#   or the panel stops or starts answering.
 # - The device key is written over the USB cable by the technician's tool
 #   (store.key()); it never travels on the link. Every frame out is tagged
 #   with it, and every frame in must be tagged with it: an untagged or
@@ -58,6 +59,7 @@ backoff = 1000
 quiet = 0  # retransmit rounds with nothing heard
 bad = 0  # frames that failed their checks
 refused = 0  # frames refused for authentication or replay
+faulted = 0  # the display fault the last health reported
 
 
 def init(device):
@@ -107,14 +109,19 @@ def hello(now):
 
 
 def health(now):
-    global t_health
+    global t_health, faulted
     d = dev
     j = d.journal
     gc.collect()
+    # The board's faults (firmware/hal_machine.py; the sim board has none):
+    # a panel that does not answer, and how often the UART ring overflowed.
+    h = d.hal
+    fault = getattr(h, "fault", 0)
     out(_HEALTH, d.device_id, now & 0xFFFFFFFF, d.clock(now), gc.mem_free(), len(j.live),
         j.slots - len(j.live), d.lost + d.buttons.dropped + d.oom, j.corrupt, d.ev.uninvited,
-        d.buttons.stuck, d.fw, d.staff_id)
+        d.buttons.stuck, d.fw, d.staff_id, fault, getattr(h, "overruns", 0))
     t_health = now + d.heartbeat_ms
+    faulted = fault
 
 
 def receive(chunk, n, now, obey):

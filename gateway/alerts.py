@@ -9,6 +9,8 @@ Rules (thresholds from `[alerts]`, gateway/config.py):
     storage_alarm      the database refuses writes (critical)
     device_offline     a device offline for longer than offline_after_s (critical)
     stuck_button       a device reports a stuck button (warning)
+    display_fault      a device reports that its panel does not answer (warning): it
+                       still takes ratings, but citizens cannot see the prompt
     outbox_age         a target's oldest undelivered record is older than outbox_age_s (critical)
     bad_rating         each 差评 of today: call the citizen back the same day (warning)
     staff_bad_year     a staff member with >= staff_bad_per_year 差评 this year (warning)
@@ -37,7 +39,7 @@ _TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 #   now            Unix s
 #   alarm          None or {"since", "error"} (storage alarm)
 #   devices        [{"device_id", "window", "staff_id", "staff_name", "online",
-#                    "last_seen", "stuck_buttons"}]
+#                    "last_seen", "stuck_buttons", "display_fault"}]
 #   targets        [{"name", "pending", "oldest_pending_age_s"}]
 #   bad_today      [{"event_id", "at", "window", "staff_id", "staff_name", "score",
 #                    "reasons": [label, ...]}]
@@ -94,6 +96,10 @@ def evaluate(facts, cfg):
                               "窗口 %s 评价器 %s 按键卡住：%s" % (label, d["device_id"], stars),
                               device_id=d["device_id"], window=d.get("window", ""),
                               value=list(d["stuck_buttons"])))
+        if d.get("display_fault") and d.get("online"):
+            out.append(_alert("display_fault", d["device_id"], "warning",
+                              "窗口 %s 评价器 %s 显示屏无响应：请检查屏幕连线" % (label, d["device_id"]),
+                              device_id=d["device_id"], window=d.get("window", "")))
     for t in facts.get("targets", []):
         age = t.get("oldest_pending_age_s") or 0.0
         if t.get("pending") and age > cfg.outbox_age_s:

@@ -479,6 +479,8 @@ def _problems(s, now):
         out.append(["warning", "未绑定窗口"])
     if s["stuck_buttons"]:
         out.append(["warning", "按键卡住 " + " ".join("%d★" % x for x in s["stuck_buttons"])])
+    if s.get("display_fault"):
+        out.append(["warning", "显示屏无响应"])
     if s["clock_offset_s"] is not None and abs(s["clock_offset_s"]) > 2:
         out.append(["warning", "时钟偏差 %+.0f 秒" % s["clock_offset_s"]])
     depth = s.get("journal_depth") or 0

@@ -97,8 +97,9 @@ class Device:
             "journal_free": h.get("journal_free"),
             "stuck": h.get("stuck", 0),
             "stuck_buttons": stuck_buttons(h.get("stuck", 0)),
+            "display_fault": bool(h.get("display_fault")),
             "clock_offset_s": self.clock_offset_s,
-            "counters": {k: h.get(k) for k in ("dropped", "corrupt", "uninvited", "free_heap")
+            "counters": {k: h.get(k) for k in ("dropped", "corrupt", "uninvited", "free_heap", "rx_overruns")
                          if k in h},
             "frames": self.frames,
             "events": self.events,

@@ -245,7 +245,8 @@ class Router:
     def _health(self, dev, msg, now):
         dev.health = {k: msg[k] for k in ("uptime_ms", "time", "free_heap", "journal_depth",
                                           "journal_free", "dropped", "corrupt", "uninvited",
-                                          "stuck", "fw", "staff_id")}
+                                          "stuck", "fw", "staff_id", "display_fault",
+                                          "rx_overruns")}
         dev.fw = msg["fw"]
         dev.reported_staff = msg["staff_id"]
         dev.clock_offset_s = (msg["time"] - now) if msg["time"] else None

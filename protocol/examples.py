@@ -24,7 +24,7 @@ EXAMPLES = [
     {"type": "health", "session": 7, "seq": 6, "device_id": "EV-0001", "uptime_ms": 300000,
      "time": 1795000240, "free_heap": 41216, "journal_depth": 1, "journal_free": 511,
      "dropped": 0, "corrupt": 1, "uninvited": 1, "stuck": 0, "fw": "0.1.0",
-     "staff_id": "S1024"},
+     "staff_id": "S1024", "display_fault": 1, "rx_overruns": 2},
     {"type": "ack", "session": 3, "seq": 10, "device_id": "EV-0001", "ids": [[7, 41], [7, 42]]},
     {"type": "invite", "session": 3, "seq": 11, "invitation": "INV-12",
      "cases": ["330100-2026-000123", "330100-2026-000124"], "timeout_s": 10},

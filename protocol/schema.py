@@ -59,7 +59,7 @@ SCHEMA = {
                      " invitation:s time:I uptime_ms:I"),
     HEALTH: ("health", "device_id:s uptime_ms:I time:I free_heap:I journal_depth:H"
                        " journal_free:H dropped:I corrupt:I uninvited:I stuck:B fw:s"
-                       " staff_id:s"),
+                       " staff_id:s display_fault:B rx_overruns:I"),
     DONE: ("done", "device_id:s ref_seq:I"),
     ACK: ("ack", "device_id:s ids:E"),
     INVITE: ("invite", "invitation:s cases:S timeout_s:H"),

@@ -192,11 +192,12 @@ class FakeDevice:
                           "uptime_ms": self.uptime_ms(), "staff_id": self.staff_id,
                           "paired": (1 if self.key else 0) if paired is None else paired}, **kw)
 
-    def health(self, stuck=0, **kw):
+    def health(self, stuck=0, display_fault=0, **kw):
         return self.send({"type": "health", "device_id": self.device_id, "uptime_ms": self.uptime_ms(),
                           "time": self.now(), "free_heap": 40000, "journal_depth": len(self.journal),
                           "journal_free": 500 - len(self.journal), "dropped": 0, "corrupt": 0,
-                          "uninvited": 0, "stuck": stuck, "fw": self.fw, "staff_id": self.staff_id}, **kw)
+                          "uninvited": 0, "stuck": stuck, "fw": self.fw, "staff_id": self.staff_id,
+                          "display_fault": display_fault, "rx_overruns": 0}, **kw)
 
     def event(self, kind, score=0, reasons=(), invitation="", **kw):
         self.event_seq += 1
