@@ -261,6 +261,7 @@ class VirtualBoard:
         self._log = open(self.dir / "console.log", "ab")
         self._dirty = False
         self._inq = (0, 0.0)
+        self._soft = self._raw = self._reset_asked = False
         self._wdt = None  # (timeout s, last fed) while a watchdog runs
         self.hub = Hub.shared()
         self.hub.add(self)
@@ -270,7 +271,8 @@ class VirtualBoard:
         uart_id = self.settings["link"]["uart"]
         lines = ["board " + self.board, "flash " + str(self.flash.resolve()), "id " + self.uid.hex(),
                  "hw " + os.ttyname(self._hw_s), "panel %d" % self.panel_addr,
-                 "run " + ("1" if self.run_main else "0"), "budget %d" % budget_free(self.heap)]
+                 "run " + ("1" if self.run_main and not self._soft else "0"),
+                 "budget %d" % budget_free(self.heap)]
         if self.uart:
             lines.append("uart%d %s" % (uart_id, self.uart))
         (self.dir / "wiring").write_text("\n".join(lines) + "\n")
@@ -293,10 +295,17 @@ class VirtualBoard:
             self._spawn()
         return self
 
-    def _spawn(self):
+    def _spawn(self, soft=False):
+        """Start the VM: a power-on or reset boots main.py; soft, a raw REPL's
+        soft reset, boots without it and goes back to the raw REPL."""
+        self._soft = soft
         self._write_wiring()
         _console_mode(self._b_s)
         termios.tcflush(self._hw_s, termios.TCIOFLUSH)
+        if not soft:
+            termios.tcflush(self._b_s, termios.TCIFLUSH)  # a board that boots heard nothing yet
+        self._reset_asked = False
+        self._raw = False
         env = dict(os.environ, MICROPYPATH=str(vboard_path()), HCP_VBOARD=str(self.dir / "wiring"))
         self._log.write(b"\n--- power on (%s) ---\n" % self.board.encode())
         self._log.flush()
@@ -487,6 +496,7 @@ class VirtualBoard:
                 i += 1
             elif op == b"R":
                 self.resets += 1
+                self._reset_asked = True
                 i += 1
             else:
                 i += 1  # not ours: skipped
@@ -507,6 +517,16 @@ class VirtualBoard:
             os.write(self._a_m, data)
         except OSError:
             pass  # nobody reads the USB port and its queue is full: lost, as on a board
+        # Where the REPL is: raw (mpremote's), or not. The unix port has no
+        # soft reset (Ctrl-D there ends the VM): _tick() makes one of it.
+        tail = (self._con[-40:] + data)[-40:]
+        if tail.endswith(b"raw REPL; CTRL-B to exit\r\n>") or tail.endswith(b"\x04>"):
+            self._raw = True
+        elif tail.endswith(b">>> "):
+            self._raw = False
+            if self._soft:
+                self._soft = False
+                os.write(self._b_m, b"\r\x01")  # back to the raw REPL the soft reset left
         self._con += data
         while b"\n" in self._con:
             line, self._con = self._con.split(b"\n", 1)
@@ -553,10 +573,20 @@ class VirtualBoard:
             self._on_hw()
             self._render()
         if self.want and self.proc is not None and self.proc.poll() is not None:
-            # machine.reset(), the REPL left with Ctrl-D, a crash of the VM:
-            # the board boots again.
-            self._log.write(b"\n--- reset (exit %d) ---\n" % self.proc.returncode)
-            self._spawn()
+            # The VM ended: machine.reset() (or a crash of the VM) is a
+            # reset, the board boots again. Ctrl-D in the REPL is a soft
+            # reset on a port: "soft reboot", a fresh heap, main.py again
+            # from the friendly REPL, the raw REPL again from the raw one
+            # (what mpremote does before its first command).
+            soft = not self._reset_asked and self.proc.returncode == 0
+            self._log.write(b"\n--- %s (exit %d) ---\n" % (b"soft reboot" if soft else b"reset",
+                                                           self.proc.returncode))
+            if soft:
+                try:
+                    os.write(self._a_m, b"MPY: soft reboot\r\n")
+                except OSError:
+                    pass
+            self._spawn(soft=soft and self._raw)
         elif self.want and self._wdt and now - self._wdt[1] > self._wdt[0]:
             self.wdt_resets += 1
             self._log.write(b"\n--- watchdog reset ---\n")
@@ -598,6 +628,15 @@ class BoardDevice:
         self.board = VirtualBoard(workdir, board=board, uart=uart or (line.device_path if line else None),
                                   flash=self.flash, heap=heap, seed=seed, hold_ms=hold_ms)
         self.dir = self.board.dir
+
+    @property
+    def device_id(self):
+        """The id the firmware makes itself at first boot (hal_machine.make_id)."""
+        return "EV-" + self.board.uid.hex().upper()
+
+    @property
+    def usb_path(self):
+        return self.board.usb_path
 
     # -- process ---------------------------------------------------------
     def start(self):

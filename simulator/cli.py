@@ -46,8 +46,12 @@ def sim():
               help="In-process evaluators for very large fleets: the firmware's logic modules (rating, journal, "
                    "buttons, orders) under CPython over the gateway's MQTT ingest, not the MicroPython VM. "
                    "Same gateway, broker, upstream, faults (no line-noise) and invariants.")
+@click.option("--board", type=click.Choice(["sim", "esp32", "pico"]), default="sim", show_default=True,
+              help="The evaluators' board: sim (hal_sim), or virtual ESP32 / RP2040 boards running the bundle "
+                   "`hcp tool flash --board esp32|pico` builds (hal_machine.py and the panel driver, on emulated "
+                   "GPIO, UART and an SSD1306/SSD1309 on I2C: simulator/board.py).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end (progress goes to stderr).")
-def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, fast, as_json):
+def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_seconds, heap, fast, board, as_json):
     """Run a hall of DEVICES evaluators through RATINGS invitations with FAULTS,
     then check the invariants of docs/design.md §6. Exit status 1 if any breaks."""
     if not fast and devices > 2000:
@@ -55,6 +59,8 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
     if fast and "line-noise" in faults:
         raise click.BadParameter("line-noise does not apply to --fast (its devices have no serial line)",
                                  param_hint="--faults")
+    if fast and board != "sim":
+        raise click.BadParameter("--fast runs the firmware's logic in process: no board", param_hint="--board")
 
     def progress(msg):
         click.echo("[sim] " + msg, err=True)
@@ -63,7 +69,7 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
         with procs.stop_on_signals():
             report = _fleet.run(devices=devices, ratings=ratings, seed=seed, faults=faults,
                                 noise_rate=noise_rate, workdir=workdir, progress=progress, broker=broker,
-                                max_s=max_seconds, heap=heap, fast=fast)
+                                max_s=max_seconds, heap=heap, fast=fast, board=board)
     except KeyboardInterrupt as stopped:
         click.echo("interrupted (%s)" % procs.signal_name(stopped), err=True)
         sys.exit(128 + getattr(stopped, "signum", 2))

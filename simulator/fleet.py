@@ -234,7 +234,7 @@ def _one_code_one_account(hall):
 
 
 def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=None, progress=None,
-        broker="auto", drain_s=120.0, max_s=900.0, heap=None, fast=False):
+        broker="auto", drain_s=120.0, max_s=900.0, heap=None, fast=False, board="sim"):
     import tempfile
 
     say = progress or (lambda msg: None)
@@ -253,7 +253,7 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
 
         hall = FastHall(workdir, devices=devices, seed=seed, broker=broker)
     else:
-        hall = SimHall(workdir, devices=devices, seed=seed, broker=broker, heap=heap)
+        hall = SimHall(workdir, devices=devices, seed=seed, broker=broker, heap=heap, board=board)
     t0 = time.monotonic()
     stop, fault_stop = threading.Event(), threading.Event()
     try:
@@ -291,7 +291,8 @@ def run(devices=20, ratings=200, seed=1, faults=(), noise_rate=0.002, workdir=No
         if not hall.broker.running:
             hall.broker.start()
         counters = _drain(hall, drain_s, say)
-        report = {"devices": devices, "seed": seed, "faults": list(faults), "fast": bool(fast)}
+        report = {"devices": devices, "seed": seed, "faults": list(faults), "fast": bool(fast),
+                  "board": "fast" if fast else board}
         per_target = {}
         for name, rec in hall.receivers.items():
             per_target[name] = invariants.check(ledger, upstream.records(rec.db),

@@ -60,7 +60,7 @@ class Window:
 class SimHall:
     def __init__(self, workdir, devices=5, seed=0, noise=0.0, broker="auto", heap=None,
                  invite_timeout_s=4, heartbeat_s=2, stuck_ms=800, hall_id="sim-hall", http_port=None,
-                 pair=True, secure=None):
+                 pair=True, secure=None, board="sim"):
         self.workdir = pathlib.Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.n = devices
@@ -85,7 +85,10 @@ class SimHall:
         self.receivers = {}
         self.windows = []
         self.api = Client("http://127.0.0.1:%d" % self.http_port, self.token)
-        self.display = tomllib.loads((ROOT / "boards.toml").read_text())["sim"]["display"]
+        # The evaluators' board: `sim` (hal_sim), or virtual ESP32 / RP2040
+        # boards (simulator/board.py: hal_machine, the panel driver, GPIO).
+        self.board = board
+        self.display = tomllib.loads((ROOT / "boards.toml").read_text())[board]["display"]
         self.faults = {}
         self.url_template = "HTTPS://HALL.EXAMPLE/E/{staff_id}"
 
@@ -108,7 +111,7 @@ class SimHall:
         # Every device runs the firmware as flashed: compiled once, installed
         # into each device's flash directory (tools/flash.py).
         self.bundle = self.workdir / "bundle"
-        self.bundle_files = flash.build("sim", self.bundle)
+        self.bundle_files = flash.build(self.board, self.bundle)
         say("firmware: compiled %d files with mpy-cross" % len(self.bundle_files))
         # The gateway finds its ports through a glob of links, as a hall's
         # /dev/serial/by-id/*: evaluators added later are picked up at its
@@ -151,7 +154,13 @@ class SimHall:
             name = "dev%03d" % i
             line = self.relay.add(Line(name, rate=0.0, seed=self.seed * 1000 + i))
             fdir = self.workdir / "devices" / name
-            dev = SimDevice(name, fdir, line, heap=self.heap, main=fdir / "main.py")
+            if self.board == "sim":
+                dev = SimDevice(name, fdir, line, heap=self.heap, main=fdir / "main.py")
+            else:
+                from simulator.board import BoardDevice
+
+                dev = BoardDevice(name, fdir, line, heap=self.heap, board=self.board,
+                                  seed=self.seed * 1000 + i)
             staff = SURNAMES[i % len(SURNAMES)] + GIVEN[(i * 7 + self.seed) % len(GIVEN)]
             new.append(Window(i, dev, "W%03d" % (i + 1), "S%04d" % (1001 + i), staff))
         # Installing fsyncs every file (GIL released): a few at a time. Then
@@ -159,7 +168,8 @@ class SimHall:
         # its key from the gateway (tools/provision.py), before it first boots.
         def install(w):
             flash.install(self.bundle, self.bundle_files, w.device.flash)
-            w.device_id, _ = provision.provision_dir(self.api, w.device.flash)
+            w.device_id, _ = provision.provision_dir(self.api, w.device.flash,
+                                                     getattr(w.device, "device_id", None))
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(install, new))

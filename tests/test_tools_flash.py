@@ -56,12 +56,18 @@ def test_reflash_keeps_state_and_drops_stale_code(tmp_path):
     assert hashlib.sha256((dev / "protocol" / "tx.mpy").read_bytes()).hexdigest() == files["protocol/tx.mpy"]
 
 
+def test_flash_dir_of_a_virtual_board(tmp_path):
+    """A directory can be a virtual board's flash (simulator/board.py): the
+    board's bundle, hal_machine and its panel driver in it, board.json its."""
+    files = flash.flash_dir("pico", tmp_path / "b")
+    assert {"firmware/hal_machine.mpy", "firmware/ssd1306.mpy", "board.json"} <= set(files)
+    assert json.loads((tmp_path / "b" / "board.json").read_text())["name"] == "pico"
+
+
 def test_clear_refusals_change_nothing(tmp_path, monkeypatch):
     with pytest.raises(flash.FlashError, match="no board 'nope'.*known boards"):
         flash.flash_dir("nope", tmp_path / "a")
-    with pytest.raises(flash.FlashError, match="real hardware"):
-        flash.flash_dir("pico", tmp_path / "b")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not (tmp_path / "a").exists()
     monkeypatch.setattr(flash, "mpy_cross_version", lambda: (6, 1))
     with pytest.raises(flash.FlashError, match="loads .mpy v6.3 but mpy-cross emits v6.1"):
         flash.flash_dir("sim", tmp_path / "c")

@@ -14,8 +14,10 @@ new one no longer has, and reads every file back to check its hash. The old
 `code.json` is not trusted (anyone may have written it): only the names this
 tool writes, as regular files inside the directory with no symlink on the
 way, are removed; other entries are ignored with a note. The
-`sim` board's flash is a directory (`--dir`); real boards are reached with
-mpremote over their USB serial port (`--port`).
+`sim` board's flash is a directory (`--dir`), and so is a virtual ESP32 or
+RP2040 board's (simulator/board.py); real boards are reached with mpremote
+over their USB serial port (`--port`), and so are virtual ones, whose REPL
+is on a pty as a board's is on its USB port.
 """
 
 import hashlib
@@ -153,10 +155,11 @@ def _atomic_copy(src, dst, sync=True):
 
 
 def flash_dir(board, target, progress=None):
-    """Flash a `sim` device whose flash is the directory `target`. Returns the manifest."""
-    settings = board_settings(board)
-    if settings.get("hal") != "hal_sim":
-        raise FlashError("board %r is real hardware: flash it with --port, not --dir" % board)
+    """Flash a device whose flash is the directory `target`: a `sim` device,
+    or a virtual ESP32 / RP2040 board (simulator/board.py: `hcp sim device
+    --board esp32 --dir D`), whose VM mounts that directory as its "/".
+    Returns the manifest."""
+    board_settings(board)  # a board boards.toml knows
     target = pathlib.Path(target)
     if target.exists() and not target.is_dir():
         raise FlashError("%s is not a directory" % target)
@@ -264,11 +267,29 @@ def _check_versions(impl_mpy, what):
 
 # -- real boards over mpremote -------------------------------------------------
 def _mpremote(port, *args, timeout=60):
+    """One mpremote session on `port`: its first command soft-resets the
+    board (a clean heap, main.py not run, in the raw REPL) unless args start
+    with "resume"; commands are chained with "+"."""
     proc = subprocess.run([_tool("mpremote"), "connect", port, *args], capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
         raise FlashError("mpremote on %s failed: %s" % (port, (proc.stderr or proc.stdout).strip()))
     return proc.stdout
+
+
+def _chain(*commands):
+    """mpremote arguments running `commands` (each a list of words) in one session."""
+    out = []
+    for c in commands:
+        if out:
+            out.append("+")
+        out.extend(c)
+    return out
+
+
+def reset_port(port, run=None):
+    """Reset the board on `port` (machine.reset()): it boots what its flash holds."""
+    (run or _mpremote)(port, "reset", timeout=20)
 
 
 _HASH_ON_DEVICE = """
@@ -291,7 +312,13 @@ for p in %r:
 
 
 def flash_port(board, port, progress=None):
-    """Flash a real board on a serial port with mpremote."""
+    """Flash a board on its USB serial port with mpremote: a real one, or a
+    virtual one (simulator/board.py offers its REPL on a pty). Every
+    session starts with mpremote's soft reset, so the firmware is stopped
+    and the heap is the REPL's; the virtual board makes one of the unix
+    VM's Ctrl-D (which ends that VM) as a port does. The copies go in one
+    session, the check (SHA-256 of every file, on the board) in another,
+    then the board is reset: it boots the new code."""
     say = progress or (lambda msg: None)
     settings = board_settings(board)
     if settings.get("hal") == "hal_sim":
@@ -305,10 +332,11 @@ def flash_port(board, port, progress=None):
     with tempfile.TemporaryDirectory(prefix="hcp-flash-") as tmp:
         files = build(board, tmp, progress)
         dirs = sorted({os.path.dirname(r) for r in files if os.path.dirname(r)})
-        for d in dirs:
-            _mpremote(port, "exec", "import os\ntry:\n os.mkdir(%r)\nexcept OSError:\n pass" % (root + "/" + d))
+        mkdirs = "import os\nfor d in %r:\n try:\n  os.mkdir(d)\n except OSError:\n  pass" % [
+            root + "/" + d for d in dirs]
+        copies = [["cp", str(pathlib.Path(tmp) / rel), ":" + root + "/" + rel] for rel in sorted(files)]
+        _mpremote(port, *_chain(["exec", mkdirs], *copies), timeout=60 + 10 * len(files))
         for i, rel in enumerate(sorted(files), 1):
-            _mpremote(port, "cp", str(pathlib.Path(tmp) / rel), ":" + root + "/" + rel)
             say("copy    %2d/%d %s" % (i, len(files), rel))
     got = _mpremote(port, "exec", _HASH_ON_DEVICE % [root + "/" + r for r in sorted(files)])
     hashes = dict(line.split() for line in got.splitlines() if line.strip())
@@ -316,4 +344,6 @@ def flash_port(board, port, progress=None):
         if hashes.get(root + "/" + rel) != digest:
             raise FlashError("verify failed on the device: %s" % rel)
     say("verified %d files on the device (sha256)" % len(files))
+    reset_port(port)
+    say("reset: the board boots the new code")
     return files

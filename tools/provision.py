@@ -130,8 +130,8 @@ except (OSError, ValueError, KeyError):
 
 def provision_port(api, port, root="/", mpremote=None):
     """Provision the board on `port` (its USB serial port), whose flash root
-    is `root` (boards.toml [<board>.storage] dir). Returns (device_id,
-    reprovisioned)."""
+    is `root` (boards.toml [<board>.storage] dir), and reset it: it boots
+    with its key. Returns (device_id, reprovisioned)."""
     from tools import flash
 
     run = mpremote or flash._mpremote
@@ -149,4 +149,6 @@ def provision_port(api, port, root="/", mpremote=None):
         write_private(path, key.hex().encode())
         run(port, "cp", str(path), ":%s/key.tmp" % root)
     run(port, "exec", "import os\nos.rename(%r, %r)" % (root + "/key.tmp", root + "/key"))
+    # The firmware reads its key at boot: the board restarts with it.
+    flash.reset_port(port, run)
     return device_id, again

