@@ -219,7 +219,7 @@ class VirtualBoard:
     in the VM). `uart` is the pty path of its link UART."""
 
     def __init__(self, workdir, board="esp32", uart=None, flash=None, heap="64K", uid=None,
-                 chip="ssd1309", seed=0, run_main=True, hold_ms=HOLD_MS):
+                 chip="ssd1309", seed=None, run_main=True, hold_ms=HOLD_MS):
         from tools import flash as flashtool
 
         if board not in BOARDS:
@@ -236,7 +236,12 @@ class VirtualBoard:
         self.hold_ms = hold_ms
         self.rng = random.Random(seed)
         n = 6 if board == "esp32" else 8  # a MAC; the RP2040's flash id
+        # A board's unique id never changes: kept with the board.
+        path = self.dir / "uid"
+        if uid is None and path.exists():
+            uid = bytes.fromhex(path.read_text().strip())
         self.uid = uid or bytes(self.rng.randrange(256) for _ in range(n))
+        path.write_text(self.uid.hex() + "\n")
         d = self.settings["display"]
         self.panel = Panel(d["width"], d["height"], chip)
         self.panel_addr = d.get("address", 0x3C)
@@ -262,6 +267,7 @@ class VirtualBoard:
         self._dirty = False
         self._inq = (0, 0.0)
         self._soft = self._raw = self._reset_asked = False
+        self._tail = b""
         self._wdt = None  # (timeout s, last fed) while a watchdog runs
         self.hub = Hub.shared()
         self.hub.add(self)
@@ -519,7 +525,7 @@ class VirtualBoard:
             pass  # nobody reads the USB port and its queue is full: lost, as on a board
         # Where the REPL is: raw (mpremote's), or not. The unix port has no
         # soft reset (Ctrl-D there ends the VM): _tick() makes one of it.
-        tail = (self._con[-40:] + data)[-40:]
+        tail = self._tail = (self._tail + data)[-40:]
         if tail.endswith(b"raw REPL; CTRL-B to exit\r\n>") or tail.endswith(b"\x04>"):
             self._raw = True
         elif tail.endswith(b">>> "):
@@ -619,7 +625,7 @@ class BoardDevice:
     pixels, power_cut / kill, start, stop."""
 
     def __init__(self, name, flash_dir, line=None, heap="64K", main=None, board="esp32", uart=None,
-                 workdir=None, seed=0, hold_ms=HOLD_MS):
+                 workdir=None, seed=None, hold_ms=HOLD_MS):
         self.name = name
         self.flash = pathlib.Path(flash_dir)
         self.line = line
@@ -760,3 +766,81 @@ class BoardDevice:
             img.load()
             return img.copy()
 
+
+
+# -- `hcp sim device`: one board by itself ------------------------------------
+COMMANDS = """commands on stdin, one a line:
+  press N | down N | up N | glitch N   the N-star button (5 = 非常满意, leftmost)
+  panel missing | panel stuck | panel present
+  cut | on                              power off (kill -9) / on
+  reset                                 machine.reset()"""
+
+
+def run_standalone(board, directory, tty=None, heap="64K", say=print, lines=None, seed=None):
+    """Run the board whose flash is `directory` (flashed with `hcp tool flash
+    --board B --dir D`) until stopped: its link UART on a pty whose other
+    end (where a gateway's [serial] ports look; `tty` links to it, as
+    /dev/serial/by-id/... would) is printed, its USB REPL on another.
+    `lines`: an iterable of commands (COMMANDS), e.g. sys.stdin."""
+    from simulator.wire import Line, Relay
+
+    directory = pathlib.Path(directory)
+    if not (directory / "main.py").exists():
+        raise BoardError("%s holds no firmware: flash it first (hcp tool flash --board %s --dir %s)"
+                         % (directory, board, directory))
+    relay = Relay().start()
+    line = relay.add(Line(directory.name))
+    link = None
+    dev = None
+    try:
+        if tty:
+            link = pathlib.Path(tty)
+            if link.is_symlink():
+                link.unlink()
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(line.gateway_path)
+        if board == "sim":
+            from simulator.device import SimDevice
+
+            dev = SimDevice(directory.name, directory, line, heap=heap, main=directory / "main.py")
+        else:
+            dev = BoardDevice(directory.name, directory, line, heap=heap, board=board, seed=seed)
+        dev.start()
+        say("board %s, flash %s" % (board, directory))
+        say("  link: the gateway's end is %s%s" % (line.gateway_path, " (%s)" % link if link else ""))
+        if board != "sim":
+            say("  USB:  %s (mpremote connect %s; hcp tool provision --port %s --board %s)"
+                % (dev.usb_path, dev.usb_path, dev.usb_path, board))
+            say("  screen: %s, console %s" % (dev.dir / "screen.pbm", dev.dir / "console.log"))
+        say(COMMANDS)
+        for raw in lines if lines is not None else ():
+            w = raw.split()
+            try:
+                _obey(dev, w)
+            except (BoardError, SimDeviceError, ValueError, IndexError, KeyError, AttributeError) as err:
+                say("  %s: %s" % (" ".join(w), err))
+        while True:  # stdin ended: run until stopped
+            time.sleep(3600)
+    finally:
+        if dev is not None:
+            dev.stop()
+        relay.stop()
+        if link is not None and link.is_symlink():
+            link.unlink()
+
+
+def _obey(dev, w):
+    if not w:
+        return
+    if w[0] in ("press", "down", "up", "glitch"):
+        getattr(dev if w[0] != "glitch" else dev.board, w[0])(int(w[1]))
+    elif w[0] == "panel":
+        dev.board.set_panel(w[1])
+    elif w[0] == "cut":
+        dev.power_cut()
+    elif w[0] == "on":
+        dev.start()
+    elif w[0] == "reset":
+        dev.board._kill()  # the VM ends with the board powered: it boots again
+    else:
+        raise ValueError("not a command (%s)" % COMMANDS.split(":", 1)[0])

@@ -80,6 +80,30 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
     sys.exit(0 if report["ok"] else 1)
 
 
+@sim.command()
+@click.option("--board", type=click.Choice(["esp32", "pico", "sim"]), default="esp32", show_default=True,
+              help="A virtual ESP32 or RP2040 board (simulator/board.py), or the sim board.")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False),
+              help="The device's flash, flashed with `hcp tool flash --board B --dir D`.")
+@click.option("--tty", metavar="PATH",
+              help="A symlink to the gateway's end of the device's serial line (for a gateway's [serial] ports).")
+@click.option("--heap", default=DEFAULT_HEAP, show_default=True, help="The firmware's heap (-X heapsize).")
+def device(board, directory, tty, heap):
+    """One evaluator by itself: the board whose flash is DIR runs until
+    stopped (Ctrl-C, SIGTERM), its serial line on a pty for a gateway, a
+    virtual board's USB REPL on another (mpremote, hcp tool flash/provision
+    --port). Buttons, the panel and power from stdin (see the list it prints)."""
+    from simulator import board as _board
+
+    try:
+        with procs.stop_on_signals():
+            _board.run_standalone(board, directory, tty=tty, heap=heap, say=click.echo, lines=sys.stdin)
+    except KeyboardInterrupt as stopped:
+        click.echo("stopped (%s)" % procs.signal_name(stopped), err=True)
+    except _board.BoardError as err:
+        raise click.ClickException(str(err)) from err
+
+
 @click.command()
 @click.option("--seconds", type=click.IntRange(1), help="Stop by itself after this many seconds (default: run until Ctrl-C).")
 @click.option("--devices", default=4, show_default=True, type=click.IntRange(1, 32), help="Evaluators in the demo hall.")
