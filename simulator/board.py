@@ -255,8 +255,10 @@ class VirtualBoard:
         self.resets = 0
         self.power_cuts = 0
         self.wdt_resets = 0
+        self.uart_dropped = 0  # bytes that found the board's UART ring full
         self.want = False  # the board has power: an exit is a reset, started again
         self._busy_until = 0.0  # the buttons' timeline (presses one after another)
+        self._levels = {}  # pin -> the level it is left at
         self._hw_m, self._hw_s = _raw_pty()
         self._a_m, self._a_s = _raw_pty()  # the USB port's host end (mpremote)
         self._b_m, self._b_s = _raw_pty()  # the VM's terminal
@@ -308,6 +310,12 @@ class VirtualBoard:
         self._write_wiring()
         _console_mode(self._b_s)
         termios.tcflush(self._hw_s, termios.TCIOFLUSH)
+        # What the wires carry now, for the new VM: the panel's state, the
+        # keys held down (a key stuck at power-on is stuck at boot).
+        state = {"missing": 0, "present": 1, "stuck": 2}[self.panel_state]
+        held = b"".join(struct.pack("<BBH", pin, lv, 0) for pin, lv in self._levels.items()
+                        if lv != self._level(False))
+        os.write(self._hw_m, struct.pack("<BBH", 255, state, 0) + held)
         if not soft:
             termios.tcflush(self._b_s, termios.TCIFLUSH)  # a board that boots heard nothing yet
         self._reset_asked = False
@@ -405,6 +413,8 @@ class VirtualBoard:
         return out, end
 
     def _drive(self, pin, edges):
+        if edges:
+            self._levels[pin] = edges[-1][1]
         # simulator/vboard/machine.py: records of pin, level, ms from arrival.
         self._hw_send(b"".join(struct.pack("<BBH", pin, lv, ms) for ms, lv in edges))
 
@@ -500,6 +510,11 @@ class VirtualBoard:
                 if self._wdt:
                     self._wdt = (self._wdt[0], time.monotonic())
                 i += 1
+            elif op == b"D":
+                if len(buf) < i + 3:
+                    break
+                self.uart_dropped += struct.unpack_from("<H", buf, i + 1)[0]
+                i += 3
             elif op == b"R":
                 self.resets += 1
                 self._reset_asked = True

@@ -51,7 +51,7 @@ class BoardRig(device_tests.Rig):
     """tests/test_firmware_device.Rig with a virtual board for a device."""
 
     def __init__(self, tmp_path, cache, board=None, paired=True, keyed=True, auto_ack=True, heap=None,
-                 kind="esp32", device_id="EV-T1"):
+                 kind="esp32", device_id="EV-T1", panel="present"):
         self.gw = FakeGateway(config=device_tests.CONFIG, auto_ack=auto_ack)
         fdir = tmp_path / "flash"
         install(kind, fdir, cache, board)
@@ -63,6 +63,8 @@ class BoardRig(device_tests.Rig):
         (fdir / "device.json").write_text(json.dumps({"device_id": device_id}))
         self.dev = BoardDevice(device_id, fdir, uart=self.gw.path, board=kind, heap=heap or "64K",
                                workdir=tmp_path / "board", seed=len(str(tmp_path)))
+        if panel != "present":
+            self.dev.board.set_panel(panel)  # not there at power-on
         self.dev.start()
         self.hello = self.gw.wait_for("hello", timeout=10)
 

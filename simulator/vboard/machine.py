@@ -32,7 +32,8 @@
 # level, ms (u16 LE): the pin takes the level ms after the record arrives;
 # pin 255 is the panel (level 1 ACKs, 0 NAKs, 2 holds the bus). Board ->
 # simulator: b"I" addr len(2, LE) data (one I2C write the panel ACKed),
-# b"W" timeout_ms(4, LE) (a WDT started), b"F" (fed), b"R" (reset()).
+# b"W" timeout_ms(4, LE) (a WDT started), b"F" (fed), b"R" (reset()),
+# b"D" n(2, LE) (n bytes found the UART ring full and were dropped).
 #
 # On a board `machine` is in ROM; here it is bytecode in the VM's heap, so
 # it is kept small (what the firmware and the tools use) and the rest (WDT,
@@ -57,25 +58,28 @@ _board = _wire.get("board", "esp32")
 _NAK = errno.ENODEV if _board == "esp32" else errno.EIO
 
 
-def _raw(path):
+def _raw(path, flush):
     # A pty, raw, VMIN = VTIME = 0: a read returns what is there, at once
     # (MicroPython's stream read loops until its buffer is full or a read
-    # returns 0).
+    # returns 0). setraw() also drops what waits (a UART that starts hears
+    # nothing from before); the side channel is raw already and keeps what
+    # the simulator said before the VM started (the panel's state, keys held).
     f = open(path, "r+b")
-    termios.setraw(f.fileno())
+    if flush:
+        termios.setraw(f.fileno())
     a = termios.tcgetattr(f.fileno())
     a[6][6] = a[6][5] = 0
     termios.tcsetattr(f.fileno(), termios.TCSANOW, a)
     return f
 
 
-_hw = _raw(_wire["hw"])
+_hw = _raw(_wire["hw"], False)
 _hwp = select.poll()
 _hwp.register(_hw, select.POLLIN)
 _uarts = {}
 for _k in _wire:
     if _k.startswith("uart"):
-        _uarts[int(_k[4:])] = _raw(_wire[_k])
+        _uarts[int(_k[4:])] = _raw(_wire[_k], True)
 _k = _v = _l = _f = None
 del _raw
 
@@ -181,7 +185,9 @@ class UART:
                 self._n += k
             else:
                 k = self._f.readinto(memoryview(_rb)[:min(64, budget)]) or 0
-                self.dropped += k
+                if k:
+                    self.dropped += k
+                    _hw.write(b"D" + struct.pack("<H", k))  # for the simulator's count
             if not k:
                 break
             budget -= k
