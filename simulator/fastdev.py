@@ -50,7 +50,7 @@ import threading
 import time
 
 from simulator import fastvm
-from simulator.device import SimDeviceError
+from simulator.device import DeviceDown
 
 INBOX = 16384  # bytes from the gateway waiting to be read: a UART's buffer, generously
 FLUSH_AT = 4096  # a payload goes out before it grows past this (the gateway takes 8 KB)
@@ -339,7 +339,7 @@ class FastDevice:
     def _button(self, star, op):
         with self.cond:
             if not self.on:
-                raise SimDeviceError("%s is not running" % self.name)
+                raise DeviceDown("%s is not running" % self.name)
             if len(self.hal.ops) < OPS:
                 self.hal.ops.append((op, 5 - star))
             else:

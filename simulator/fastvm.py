@@ -57,6 +57,7 @@ BOARD = frozenset(("firmware.hal_sim", "firmware.screen", "time", "gc"))
 CONSOLE_LINES = 8  # the console keeps the last few lines (a device prints little)
 
 _CODE = {}  # module name -> its code, compiled once from its file
+_ABSENT = set()  # names CPython has no module for (micropython)
 _real_import = builtins.__import__
 
 
@@ -205,8 +206,14 @@ class Ram:
         elif name.partition(".")[0] in ("firmware", "protocol"):
             # A module of the gateway's codec, or a board this is not.
             raise ImportError("a fast device does not load %s" % name)
+        elif name in _ABSENT:
+            raise ImportError("no module named %r" % name)  # `micropython`, each boot
         else:
-            return _real_import(name)
+            try:
+                return _real_import(name)
+            except ImportError:
+                _ABSENT.add(name)  # a failed import is searched for again every time
+                raise
         if pkg is not None and isinstance(pkg, types.ModuleType):
             setattr(pkg, child, mod)
         return mod
