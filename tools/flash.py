@@ -38,7 +38,8 @@ PACKAGES = ("protocol", "firmware")
 # the general one.
 HOST_ONLY = {"protocol/examples.py", "protocol/jsonform.py", "protocol/README.md",
              "protocol/messages.py", "protocol/reader.py", "protocol/fields.py",
-             "protocol/frame.py", "protocol/cobs.py"}
+             "protocol/frame.py", "protocol/cobs.py",
+             "firmware/manifest.py"}  # the MicroPython build manifest (freezing), read by the build
 MANIFEST = "code.json"
 BIN = pathlib.Path(sys.executable).parent
 
