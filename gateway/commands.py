@@ -15,8 +15,8 @@ again by `resend_due` (about once a second). An invitation the device
 refuses (its `error` names the invite's seq) is found by `refused_invite`.
 ACKs go out through `send_ack`, encoded by gateway/fastencode.py.
 
-`lock` is the registry's: the one lock of device state (keys, binding,
-link), taken by the router, pairing and the bitmaps read here.
+`lock` is the registry's lock of device state (keys, binding, link), taken
+by the router, pairing and the bitmaps read here.
 """
 
 import collections
@@ -43,7 +43,7 @@ class Commands:
         self.registry = registry
         self.cfg = cfg
         self.session = session
-        self.lock = registry.lock
+        self.lock = registry.device_lock
         self.read_conn = read_conn
         self.downlink = Downlink()  # commands not yet confirmed by `done`
         self.pending_invites = collections.OrderedDict()  # (device_id, seq) -> invitation id

@@ -123,7 +123,11 @@ class Registry:
     what arrives on a line, so no flood of made-up hellos can grow it."""
 
     def __init__(self):
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # the registry's own tables
+        # Device state (keys, replay, link, binding): taken by the router for
+        # each frame, by pairing and by the commands sent (a lock of its own,
+        # so that reading the registry never waits for a frame being checked).
+        self.device_lock = threading.RLock()
         self.devices = {}
         self.rejected = {}  # kind -> count, all devices (and unknown senders)
         self.heard = collections.OrderedDict()  # device_id -> what its hello said (HEARD_MAX)

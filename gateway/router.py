@@ -92,7 +92,7 @@ class Router:
         self.committer = committer
         self.commands = commands
         self.cfg = cfg
-        self.lock = registry.lock  # device state
+        self.lock = registry.device_lock
         self.device_errors = {}  # error code -> count (errors devices sent us)
         self.on_device = on_device
         self.on_invite_refused = on_invite_refused
