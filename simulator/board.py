@@ -279,7 +279,7 @@ class VirtualBoard:
         uart_id = self.settings["link"]["uart"]
         lines = ["board " + self.board, "flash " + str(self.flash.resolve()), "id " + self.uid.hex(),
                  "hw " + os.ttyname(self._hw_s), "panel %d" % self.panel_addr,
-                 "run " + ("1" if self.run_main and not self._soft else "0"),
+                 "run " + ("1" if self.run_main and not self._soft else "0"), "rom " + str(vboard_path()),
                  "budget %d" % budget_free(self.heap)]
         if self.uart:
             lines.append("uart%d %s" % (uart_id, self.uart))

@@ -258,6 +258,14 @@ def reset():
 def __getattr__(name):
     if name[0] == "_":  # __path__ and the like, asked by every import
         raise AttributeError(name)
-    import vbextra
-
-    return getattr(vbextra, name)
+    # The board's flash is "/" now: the emulator's directory ("rom" in the
+    # wiring) is mounted just long enough to load the rest from it.
+    if "vbextra" not in sys.modules:
+        os.mount(os.VfsPosix(_wire["rom"]), "/.rom")
+        sys.path.append("/.rom")
+        try:
+            import vbextra  # noqa: F401
+        finally:
+            sys.path.remove("/.rom")
+            os.umount("/.rom")
+    return getattr(sys.modules["vbextra"], name)

@@ -79,9 +79,9 @@ class RTC:
         pass
 
     def datetime(self, dt=None):
-        if dt is None:
-            y, mo, d, h, mi, s, wd, _ = time.localtime(time.time() + RTC._off)
-            return (y, mo, d, wd, h, mi, s, 0)
+        if dt is None:  # the ports' order: weekday before the hour, subseconds last
+            t = time.localtime(time.time() + RTC._off)
+            return (t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0)
         RTC._off = time.mktime((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6], 0, 0)) - time.time()
 
     def init(self, dt):
