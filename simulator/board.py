@@ -85,7 +85,7 @@ def budget_free(heap):
     """Free bytes at the start of a script in a VM of heap `heap`: what the
     firmware finds on the sim board, and is given on a virtual one."""
     key = ("budget", heap)
-    with Hub._lock:
+    with Hub.class_lock:
         if key not in _compiled:
             exe = find_micropython()
             out = subprocess.run([exe, "-X", "heapsize=%s" % heap, "-c",
@@ -100,7 +100,7 @@ def vboard_path():
     compiled with mpy-cross, as a board's ROM modules are never compiled in
     its heap (from source they would cost the firmware's heap a compile).
     Once per process, in a temporary directory."""
-    with Hub._lock:
+    with Hub.class_lock:
         out = _compiled.get("dir")
         if out is None:
             import atexit
@@ -145,11 +145,11 @@ class Hub:
     for what is due (restarts, watchdogs, console nobody reads)."""
 
     _shared = None
-    _lock = threading.Lock()
+    class_lock = threading.Lock()  # the shared hub, the compiled emulator, the budget
 
     @classmethod
     def shared(cls):
-        with cls._lock:
+        with cls.class_lock:
             if cls._shared is None or not cls._shared._thread.is_alive():
                 cls._shared = cls()
             return cls._shared
