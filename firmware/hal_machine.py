@@ -5,7 +5,9 @@
 #
 #   fault     1 while the panel does not answer (NAK, bus timeout): the
 #             device goes on journaling, thanking and sending without a
-#             screen, retries the panel every 2 s, reports it in health
+#             screen, retries the panel every 2 s, reports it in health;
+#             a panel thought fine is asked every 2 s too (a NOP), so one
+#             unplugged while nothing is drawn is known within 2 s
 #   overruns  times the UART's receive ring was found full when read
 #             (bytes arriving then were dropped by the port; the frames
 #             they belonged to fail their CRC and are resent)
@@ -100,8 +102,20 @@ def wait(ms):
 def scan(buttons, now):
     for i in range(5):
         buttons.set(i, 1 if pins[i].value() == (0 if low else 1) else 0, now)
-    if fault and src is not None and time.ticks_diff(time.ticks_ms(), _retry) >= 0:
-        _put()  # the panel back? it gets its settings and the picture again
+    if src is not None and time.ticks_diff(time.ticks_ms(), _retry) >= 0:
+        if fault:
+            _put()  # the panel back? it gets its settings and the picture again
+        else:
+            _probe()
+
+
+def _probe():
+    global fault, _retry
+    _retry = time.ticks_add(time.ticks_ms(), 2000)
+    try:
+        ssd1306.probe()
+    except OSError:
+        fault = 1
 
 
 def _put():

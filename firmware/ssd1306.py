@@ -69,6 +69,11 @@ def show(src):
         i2c.writeto(addr, _buf)
 
 
+def probe():
+    """A NOP: is the panel there (an OSError if not)."""
+    i2c.writeto(addr, b"\x00\xe3")
+
+
 def power(on):
     i2c.writeto(addr, bytes((0x00, 0xAF if on else 0xAE)))
 

@@ -496,8 +496,7 @@ class VirtualBoard:
                 addr, n = struct.unpack_from("<BH", buf, i + 1)
                 if len(buf) < i + 4 + n:
                     break
-                if addr == self.panel_addr:
-                    self.panel.transaction(buf[i + 4:i + 4 + n])
+                if addr == self.panel_addr and self.panel.transaction(buf[i + 4:i + 4 + n]):
                     self._dirty = True
                 i += 4 + n
             elif op == b"W":

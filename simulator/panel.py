@@ -62,8 +62,11 @@ class Panel:
 
     # -- the I2C side --------------------------------------------------
     def transaction(self, data):
-        """One I2C write addressed to the panel (the address byte stripped)."""
+        """One I2C write addressed to the panel (the address byte stripped).
+        True unless it was only NOPs (nothing the glass could show changed)."""
         self.transactions += 1
+        if len(data) > 1 and data[0] in (0x00, 0x80) and all(b == 0xE3 for b in data[1:]):
+            return False
         i = 0
         n = len(data)
         while i < n:
@@ -78,7 +81,8 @@ class Panel:
                 continue
             for b in data[i:]:
                 self._data(b) if dc else self._command(b)
-            return
+            return True
+        return True
 
     def _command(self, b):
         if self._cmd:
