@@ -184,7 +184,17 @@ def test_commands_are_resent_until_the_device_confirms_them(hall):
     dev.wait(lambda: len([m for m in dev.got("bitmap") if m["slot"] == 2]) >= 2 * parts, timeout=10)
     dev.confirm = True  # answers get through again: the resending stops
     dl = hall.gw.commands.downlink
-    dev.wait(lambda: not [p for p in dl.pending.values() if p.device_id == "EV-R"], timeout=15)
+
+    def settled():
+        # Nothing pending, twice 0.2 s apart: a resend round takes its
+        # commands out of `pending` while it sends them, then puts them back.
+        if [p for p in dl.pending.values() if p.device_id == "EV-R"]:
+            return False
+        dev.poll(0.2)
+        return not [p for p in dl.pending.values() if p.device_id == "EV-R"]
+
+    dev.wait(settled, timeout=15)
+    dev.poll(0.2)  # what was on its way before it settled
     n = len(dev.got("bitmap"))
     time.sleep(2.5)
     dev.poll(0.1)
