@@ -12,8 +12,9 @@
    message equal once its time fields are masked (uptime_ms, time, and
    free_heap, which only the VM has), and the frames that carry no time
    (done) equal byte for byte, tag and CRC included. Silences are part of
-   the script ("nothing for 0.8 s after a lost ACK"), so the retransmit
-   backoff is held too.
+   the script ("nothing for 0.6 s after a lost ACK"), and the retransmit
+   gaps are compared (exact on the virtual clock, on the VM's real one
+   within 0.4 s early and 2.5 s late), so the backoff is held too.
 2. No second implementation of the link: the fast device's link is a module
    built from firmware/link.py's code, a copy of its own; simulator/ defines
    no hello/poll/retransmit; the fast device never loads the gateway's codec.
@@ -309,7 +310,7 @@ def session(rig):
     _screen(rig, "invited")
     p.drop_acks = 2
     first = _expect(rig, ["event"], lambda: rig.press(4))[0]
-    _nothing_for(rig, 800, first[0])
+    _nothing_for(rig, 600, first[0])
     again = _expect(rig, ["event"], ms=5000)[0]
     _nothing_for(rig, 1500, again[0])
     last = _expect(rig, ["event"], ms=5000)[0]
@@ -374,7 +375,7 @@ def test_vm_and_fast_device_put_the_same_frames_on_the_wire(tmp_path, fw_cache):
 
     assert gaps(fast_trace) == [1000, 2000]
     for f, v in zip(gaps(fast_trace), gaps(vm_trace), strict=True):
-        assert f - 250 <= v <= f + 2000, (gaps(fast_trace), gaps(vm_trace))
+        assert f - 400 <= v <= f + 2500, (gaps(fast_trace), gaps(vm_trace))
     hellos = [m for _, _, m in fast_trace if m is not None and m["type"] == "hello"]
     assert [(h["boot"], h["journal_depth"], h["staff_id"]) for h in hellos] == [(1, 0, ""), (2, 1, "S0042")]
 
