@@ -18,8 +18,9 @@ scan, show), and what the MicroPython VM would provide:
   when the turn ends (in hal.wait), through the transport
   (simulator/fastlink.py); payloads from the gateway are read 128 bytes at a
   time as from the UART (hal.read). At most INBOX bytes wait: a payload that
-  finds no room is dropped and counted (`Board.dropped`): the gateway
-  resends commands until they are done.
+  finds no room is dropped and counted (`Board.overruns`, which health
+  reports as `rx_overruns`, as hal_machine.py counts a full UART ring): the
+  gateway resends commands until they are done.
 - the clock: MicroPython's time.ticks_ms()/ticks_diff() over the monotonic
   clock, or over a test's `VirtualClock`.
 - buttons: `press N`, `down N`, `up N`, queued (at most 16) and fed to
@@ -146,7 +147,7 @@ class Board:
         self.out = bytearray()  # written in this turn
         self.ops = []  # button commands for scan()
         self.sleep = 0  # what the last turn asked wait() for
-        self.dropped = 0  # payloads from the gateway that found the inbox full
+        self.overruns = 0  # payloads from the gateway that found the inbox full (health: rx_overruns)
         self.ops_dropped = 0  # button commands beyond OPS
 
     # -- the HAL -----------------------------------------------------------------
@@ -203,7 +204,7 @@ class Board:
 
     def hear(self, payload):
         if len(payload) > INBOX - (len(self.inbox) - self.pos):
-            self.dropped += 1
+            self.overruns += 1
             return
         if self.pos:
             del self.inbox[:self.pos]

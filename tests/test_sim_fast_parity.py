@@ -21,6 +21,8 @@
 3. simulator/fastvm.py's lists are true to the sources: every module with
    state is copied per device, the shared ones hold none and import none
    that is.
+4. The fast board's line is bounded: what does not fit is dropped and
+   counted where the firmware reports a full UART ring.
 """
 
 import ast
@@ -478,3 +480,34 @@ def test_shared_modules_hold_no_state():
                 todo.append(m)
     assert {"firmware.link", "protocol.rx", "firmware.orders", "firmware.rating"} <= reached, reached
     assert reached <= fastvm.PER_DEVICE | fastvm.SHARED, reached - fastvm.PER_DEVICE - fastvm.SHARED
+
+
+def test_a_full_inbox_drops_and_health_says_so(tmp_path, monkeypatch):
+    """The fast board's line holds at most INBOX bytes: a payload beyond is
+    dropped, counted, and reported as health's rx_overruns (the firmware's
+    own field for a full UART ring); the gateway's resend covers it."""
+    from simulator import fastdev
+
+    class Wire:
+        def __init__(self):
+            self.up = []
+
+        def publish(self, dev, data):
+            self.up.append(data)
+
+        def schedule(self, dev, ms):
+            pass
+
+    wire = Wire()
+    write_key_dir(tmp_path, KEY)
+    dev = FastDevice("d", tmp_path, DEVICE, wire, clock=VirtualClock()).start()
+    key = Key(KEY)
+    monkeypatch.setattr(fastdev, "INBOX", 64)
+    bitmap = messages.encode({"type": "bitmap", "session": 5, "seq": 1, "slot": 0, "width": 16,
+                              "height": 8, "offset": 0, "data": bytes(16)}, key)
+    dev.hal.hear(bitmap * 3)  # more than the line holds: dropped whole
+    assert dev.hal.overruns == 1 and not dev.hal.pending()
+    dev.receive(messages.encode({"type": "time", "session": 5, "seq": 2, "time": CLOCK, "tz_min": 0}, key))
+    got = [messages.decode(p, key) for data in wire.up for p in data.split(b"\x00") if p]
+    health = [m for m in got if m["type"] == "health"]
+    assert [m["type"] for m in got] == ["hello", "done", "health"] and health[0]["rx_overruns"] == 1
