@@ -16,9 +16,11 @@ it gets that device's orders, whose `store` is that device's store.
                "time": clock, "gc": heap})
     app = ram.load("firmware.boot").start(["--flash", DIR, "--board", "sim"])
 
-- PER_DEVICE: the modules that hold state (a `global` statement or a
-  mutable module-level object): a copy per device, made when first
-  imported, dropped with the Ram (a power cut).
+- PER_DEVICE: the modules that hold state (a `global` statement, a
+  mutable module-level object, globals another module sets) or bind one
+  that does (orders binds store; the packages hold their submodules): a
+  copy per device, made when first imported, dropped with the Ram (a
+  power cut).
 - The other firmware and protocol modules the device loads (rating,
   journal, buttons, recover; errors, schema, rules, hmac256) hold nothing
   but constants, classes and functions: one copy, imported as usual and
@@ -31,10 +33,10 @@ it gets that device's orders, whose `store` is that device's store.
   `micropython` does not exist here, so each module takes its own
   `const` fallback, as under any CPython.
 
-Two differences of the unix port are the VM's, not the firmware's, and are
-supplied here: a binary file takes a str (`open`), and `print` and
-`sys.print_exception` go to the device's console (`Ram.console`), not to
-the simulator's stdout.
+What the unix port does otherwise than CPython is the VM's, not the
+firmware's, and is supplied here: a binary file takes a str (`open`), and
+`print` and `sys.print_exception` go to the device's console
+(`Ram.console`), not to the simulator's stdout.
 """
 
 import builtins
