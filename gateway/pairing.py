@@ -31,7 +31,7 @@ from gateway.errors import (
     NotProvisioned,
     StorageError,
 )
-from protocol import hmac256
+from gateway.keys import Key
 from protocol.errors import ProtocolError
 from protocol.rules import check as check_rules
 
@@ -171,8 +171,8 @@ class Pairing:
         with self.router.lock:
             if dev is None:
                 dev = self.registry.add(device_id)
-            dev.prev_key = hmac256.Key(held) if held else None
-            dev.key = hmac256.Key(key)
+            dev.prev_key = Key(held) if held else None
+            dev.key = Key(key)
             dev.key_confirmed = False
             dev.tx_key = dev.prev_key or dev.key
             dev.challenge = None

@@ -10,7 +10,8 @@ import click
 
 from simulator import fleet as _fleet
 from simulator import procs
-from simulator.hall import DEFAULT_HEAP
+from simulator.hall import DEFAULT_HEAP, HallError
+from tools.flash import FlashError
 
 
 def _faults(ctx, param, value):
@@ -60,7 +61,8 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
         raise click.BadParameter("line-noise does not apply to --fast (its devices have no serial line)",
                                  param_hint="--faults")
     if fast and board != "sim":
-        raise click.BadParameter("--fast runs the firmware's logic in process: no board", param_hint="--board")
+        raise click.BadParameter("--fast devices run on a CPython board of their own: no --board",
+                                 param_hint="--board")
 
     def progress(msg):
         click.echo("[sim] " + msg, err=True)
@@ -73,6 +75,8 @@ def fleet(devices, ratings, seed, faults, noise_rate, broker, workdir, max_secon
     except KeyboardInterrupt as stopped:
         click.echo("interrupted (%s)" % procs.signal_name(stopped), err=True)
         sys.exit(128 + getattr(stopped, "signum", 2))
+    except (HallError, FlashError) as err:  # the hall could not start: one line, no traceback
+        raise click.ClickException("the hall did not start: %s" % err) from err
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:

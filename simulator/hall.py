@@ -32,7 +32,6 @@ from simulator.wire import Line, Relay
 from tools import flash, provision
 from tools import pair as pairing
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The firmware's budget, -X heapsize=64K, is what every simulated device
 # gets (firmware/README.md "Heap" has what it holds).
 DEFAULT_HEAP = "64K"
@@ -88,7 +87,7 @@ class SimHall:
         # The evaluators' board: `sim` (hal_sim), or virtual ESP32 / RP2040
         # boards (simulator/board.py: hal_machine, the panel driver, GPIO).
         self.board = board
-        self.display = tomllib.loads((ROOT / "boards.toml").read_text())[board]["display"]
+        self.display = flash.board_settings(board)["display"]
         self.faults = {}
         self.url_template = "HTTPS://HALL.EXAMPLE/E/{staff_id}"
 
@@ -256,13 +255,10 @@ class SimHall:
         raise HallError("devices never said hello: %s" % ", ".join(w.device.name for w in missing))
 
     def reasons(self):
-        cfg = tomllib.loads(self.config_path.read_text())
-        from gateway.config import FALLBACK_REASONS
+        """The 差评 reasons [(code, label)] of the hall's config, as the gateway reads them."""
+        from gateway import config as gwconfig
 
-        items = cfg.get("device", {}).get("reasons")
-        if not items:
-            return list(FALLBACK_REASONS)
-        return [(r["code"], r["label"]) for r in items]
+        return list(gwconfig.load(str(self.config_path)).device.reasons)
 
     def _pair_all(self, say, windows, timeout=30.0, workers=4):
         reasons = self.reasons()

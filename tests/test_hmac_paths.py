@@ -80,8 +80,6 @@ HOST = ("gateway/**/*.py", "tools/*.py", "bench/*.py", "tests/support/*.py", "te
 # The host-side users of the device's HMAC that remain, each for a reason.
 DEVICE_HMAC_ALLOWED = {
     "tools/vectors.py": "writes tests/vectors/protocol.json, which the device's own tests read",
-    "gateway/pairing.py": "to change by its owner (issue 13, item 4c): the key of a provisioning",
-    "tools/proto_cli.py": "to change by its owner (issue 13, item 4c): hcp proto encode --key",
 }
 
 

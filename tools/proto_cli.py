@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from protocol import hmac256, jsonform, messages
+from gateway.keys import Key
+from protocol import jsonform, messages
 from protocol.errors import ProtocolError
 from protocol.examples import EXAMPLES
 from protocol.reader import Reader
@@ -28,7 +29,7 @@ def _key(ctx, param, value):
         raise click.BadParameter("must be hex, e.g. 64 hex digits for a 32-byte key") from None
     if len(raw) != 32:
         raise click.BadParameter("a device key is 32 bytes (64 hex digits), got %d" % len(raw))
-    return hmac256.Key(raw)
+    return Key(raw)
 
 
 _key_option = click.option(
