@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gateway.client import Client
 from gateway.files import write_private
+from gateway.settings import DEFAULT_URL_TEMPLATE
 from simulator import procs, tomlw
 from simulator.broker import BrokerProcess, free_port
 from simulator.device import SimDevice
@@ -89,7 +90,7 @@ class SimHall:
         self.board = board
         self.display = flash.board_settings(board)["display"]
         self.faults = {}
-        self.url_template = "HTTPS://HALL.EXAMPLE/E/{staff_id}"
+        self.url_template = DEFAULT_URL_TEMPLATE
 
     @property
     def devices(self):

@@ -70,7 +70,7 @@ def plan_qr(url, display, max_width=None):
     table) within `max_width` pixels (default: the whole width). Raises
     CardError when it cannot fit or would be too small for a phone."""
     if not url:
-        raise CardError("the evaluation URL is empty: set evaluation_url in the gateway config")
+        raise CardError("the evaluation URL is empty: set [pairing] url_template in the gateway config")
     try:
         qr = segno.make(url, error="m", boost_error=True, micro=False)
     except segno.DataOverflowError as err:
