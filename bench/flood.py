@@ -201,8 +201,9 @@ class RealDevice:
 
 # -- the run --------------------------------------------------------------------------
 def run(progress=None, seconds_flood=60, seconds_ref=20, workers=2, real_share=0.05, seconds=240, keep=0):
+    from gateway import tomlw
     from gateway.client import Client
-    from simulator import procs, tomlw
+    from simulator import procs
     from simulator.broker import BrokerProcess
     from simulator.net import free_port
 

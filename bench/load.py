@@ -132,8 +132,7 @@ class LoadHall:
                 "invitations_closed": self.n * invited}
 
     def setup(self):
-        from gateway import db
-        from simulator import tomlw
+        from gateway import db, tomlw
 
         self.byid.mkdir(exist_ok=True)
         for i in range(self.n):

@@ -35,6 +35,7 @@ import ssl
 import string
 import urllib.parse
 
+from gateway import tomlw
 from gateway.errors import ConfigError
 
 # docs/design.md §1: the fallback 差评 list; codes are placeholders until upstream
@@ -774,21 +775,6 @@ def check(doc, base, derive=None):
 
 # ---------------------------------------------------------------- the init file
 
-def toml_value(v):
-    """A TOML value: strings, numbers, booleans, lists, inline tables."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)  # a JSON string is a TOML basic string
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join("%s = %s" % (k, toml_value(x)) for k, x in v.items()) + " }"
-    raise TypeError("cannot write %r as TOML" % (v,))
-
-
 def _wrap(text, width=96, lead="# "):
     words, lines, line = text.split(), [], ""
     for w in words:
@@ -819,7 +805,7 @@ def _example_lines(t, values, comment_all=False):
     out = []
     for key in t.keys:
         v = _example_value(key, values)
-        line = "%s = %s" % (key.name, toml_value(v))
+        line = "%s = %s" % (key.name, tomlw.value(v))
         if comment_all or key.commented:
             line = "# " + line
         note = key.doc
@@ -859,7 +845,7 @@ def example_toml(token):
             v = common.get(key.name, key.example if key.example is not None else key.default)
             if key.name == "type":
                 v = kind
-            out.append("%-30s# %s" % ("# %s = %s" % (key.name, toml_value(v)), key.doc))
+            out.append("%-30s# %s" % ("# %s = %s" % (key.name, tomlw.value(v)), key.doc))
         out += _example_lines(ft, {}, comment_all=True)
     return "\n".join(out) + "\n"
 
@@ -889,13 +875,13 @@ def _md_rows(t):
         elif key.default_doc is not None:
             dflt = key.default_doc
         else:
-            dflt = "`%s`" % toml_value(key.default)
+            dflt = "`%s`" % tomlw.value(key.default)
         if key.allowed:
             allowed = key.allowed
         elif key.why:
             allowed = key.why.replace("must be ", "", 1)
         elif key.choices:
-            allowed = ", ".join("`%s`" % toml_value(c) for c in key.choices)
+            allowed = ", ".join("`%s`" % tomlw.value(c) for c in key.choices)
         elif key.lo is not None:
             allowed = "%s..%s" % (_num(key.lo), _num(key.hi))
         else:

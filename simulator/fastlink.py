@@ -28,8 +28,8 @@ import tomllib
 
 import paho.mqtt.client as mqtt
 
+from gateway import tomlw
 from gateway.files import write_private
-from simulator import tomlw
 from simulator.fastdev import FastDevice
 from simulator.hall import GIVEN, SURNAMES, HallError, SimHall, Window
 from tools import pair as pairing

@@ -23,10 +23,11 @@ import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
+from gateway import tomlw
 from gateway.client import Client
 from gateway.files import write_private
 from gateway.settings import DEFAULT_URL_TEMPLATE
-from simulator import procs, tomlw
+from simulator import procs
 from simulator.broker import BrokerProcess, free_port
 from simulator.device import SimDevice
 from simulator.wire import Line, Relay

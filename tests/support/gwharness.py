@@ -15,9 +15,9 @@ import time
 
 from support.procs import free_port, wait_port
 
+from gateway import tomlw
 from gateway.client import Client
 from gateway.files import write_private
-from simulator import tomlw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HCP = os.path.join(os.path.dirname(sys.executable), "hcp")  # the entry point of the tests' virtualenv

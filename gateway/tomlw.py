@@ -1,6 +1,7 @@
-"""Write the small TOML documents the simulator and tests generate (gateway
-configs): tables of scalars, lists and inline tables, and arrays of tables.
-Python reads TOML (tomllib) but has no writer."""
+"""Write small TOML documents (gateway configs: the commented file of
+`hcp gateway init`, the simulator's and the tests' halls): tables of
+scalars, lists and inline tables, and arrays of tables. Python reads TOML
+(tomllib) but has no writer."""
 
 import json
 
@@ -15,7 +16,7 @@ def value(v):
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{" + ", ".join("%s = %s" % (k, value(x)) for k, x in v.items()) + "}"
+        return "{ " + ", ".join("%s = %s" % (k, value(x)) for k, x in v.items()) + " }"
     raise TypeError("cannot write %r as TOML" % (v,))
 
 
