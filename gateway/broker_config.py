@@ -149,24 +149,20 @@ def _old_credentials(out):
         raise BrokerConfigError("cannot read %s: %s (move it away to make new passwords)" % (path, err)) from err
 
 
+def _mqtt_upstreams(cfg):
+    """The settings each MQTT upstream runs on (the schema's defaults filled in)."""
+    from gateway.settings import upstream_settings
+
+    return [(up.name, upstream_settings("mqtt", up.name, up.settings)) for up in cfg.upstreams if up.kind == "mqtt"]
+
+
 def _records_topics(cfg):
     """The topics the gateway's MQTT upstreams publish on."""
-    from gateway.forward_mqtt import DEFAULTS
-
-    out = []
-    for up in cfg.upstreams:
-        if up.kind == "mqtt":
-            s = up.settings
-            out.append((s.get("topic") or DEFAULTS["topic"]).format(client_id=s.get("client_id") or "", name=up.name))
-    return out
+    return [s["topic"].format(client_id=s.get("client_id") or "", name=name) for name, s in _mqtt_upstreams(cfg)]
 
 
 def _max_packet(cfg):
-    from gateway.forward_mqtt import DEFAULTS
-
-    sizes = [int(up.settings.get("max_payload") or DEFAULTS["max_payload"]) for up in cfg.upstreams
-             if up.kind == "mqtt"]
-    return max([MIN_PACKET] + [s + 1024 for s in sizes])
+    return max([MIN_PACKET] + [int(s["max_payload"]) + 1024 for _, s in _mqtt_upstreams(cfg)])
 
 
 def acl_text(prefix, hall, gateway_user, readers, records_topics):

@@ -38,10 +38,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway import settings as schema
 from gateway.forward_common import ForwarderBase, ForwardError, ssl_context
 
-# The defaults of gateway/settings.py (gateway/broker_config.py reads the topic and
-# max_payload here).
-DEFAULTS = schema.table("upstream.mqtt").defaults()
-
 
 def validate(settings, prefix=None):
     """Problems with an MQTT upstream table, each naming its key (the

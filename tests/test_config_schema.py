@@ -161,7 +161,6 @@ def test_defaults_come_from_the_schema_once(tmp_path):
     assert forward_mqtt.MqttForwarder(tmp_path / "f.db", "prov", {"host": "h", "tls": {"ca": str(ca)}}).port == 8883
     fw = forward_http.HttpForwarder(tmp_path / "f.db", "prov", {"url": "http://h/r"})
     assert (fw.batch, fw.max_body, fw.timeout) == (100, 1024 * 1024, 10.0)
-    assert forward_mqtt.DEFAULTS["topic"] == settings.default("upstream.mqtt", "topic")
 
 
 def test_loader_and_forwarders_share_one_checker(tmp_path):
