@@ -130,6 +130,11 @@ def turn(btn):
         # Frames from the gateway leave garbage (bitmap parts, configs): free
         # it now, while it is one piece, not when an allocation fails.
         gc.collect()
+    # The buttons' levels are stamped with the time they are read: frames
+    # (a bitmap written to flash, a collection) can take longer than the
+    # debounce, and a blip read after them but stamped before them would
+    # look held for the whole debounce.
+    t = now()
     hal.scan(btn, t)
     if (btn.update(t) or link.faulted != getattr(hal, "fault", 0)) and link.up:
         link.health(t)  # a stuck (or freed) button, a panel gone (or back): news for the admin

@@ -12,7 +12,7 @@ board's side of every wire); this module is the other side:
   stuck key), with chatter too; `glitch` a blip shorter than the debounce.
   Levels are electrical (boards.toml `active_low`). Each returns once the
   gesture is over and debounced, as a finger is done with a key before
-  it does the next thing (a press takes its 70-110 ms).
+  it does the next thing (a press takes its 100-160 ms).
 - **UART**: the pty the caller gives (a simulator/wire.Line's device end, or
   a test's peer); the ring and its overflow are the VM side's.
 - **panel**: every I2C write the panel ACKs goes to a simulator/panel.Panel
@@ -59,8 +59,9 @@ BOOT = VBOARD / "_boot.py"
 BOARDS = ("esp32", "pico")
 # How long a press is held, and the pause after one (the next press of a
 # citizen comes no sooner): both above the firmware's 30 ms debounce.
-HOLD_MS = (70, 110)
+HOLD_MS = (100, 160)
 GAP_MS = 45
+TICKS_MASK = (1 << 30) - 1  # MicroPython's ticks_ms() period
 
 
 class BoardError(RuntimeError):
@@ -257,7 +258,7 @@ class VirtualBoard:
         self.wdt_resets = 0
         self.uart_dropped = 0  # bytes that found the board's UART ring full
         self.want = False  # the board has power: an exit is a reset, started again
-        self._busy_until = 0.0  # the buttons' timeline (presses one after another)
+        self._busy_until = 0  # the buttons' timeline (presses one after another), ms
         self._levels = {}  # pin -> the level it is left at
         self._hw_m, self._hw_s = _raw_pty()
         self._a_m, self._a_s = _raw_pty()  # the USB port's host end (mpremote)
@@ -313,9 +314,10 @@ class VirtualBoard:
         # What the wires carry now, for the new VM: the panel's state, the
         # keys held down (a key stuck at power-on is stuck at boot).
         state = {"missing": 0, "present": 1, "stuck": 2}[self.panel_state]
-        held = b"".join(struct.pack("<BBH", pin, lv, 0) for pin, lv in self._levels.items()
+        now = self._now_ms() & TICKS_MASK
+        held = b"".join(struct.pack("<BBI", pin, lv, now) for pin, lv in self._levels.items()
                         if lv != self._level(False))
-        os.write(self._hw_m, struct.pack("<BBH", 255, state, 0) + held)
+        os.write(self._hw_m, struct.pack("<BBI", 255, state, 0) + held)
         if not soft:
             termios.tcflush(self._b_s, termios.TCIFLUSH)  # a board that boots heard nothing yet
         self._reset_asked = False
@@ -401,7 +403,8 @@ class VirtualBoard:
 
     def _chatter(self, t, down):
         """Contact bounce: 1-8 ms of the contact making and breaking, ending
-        at the new level. Returns [(ms, level)] from t and the end time."""
+        at the new level. Returns [(ms, level)] from t (ms of the monotonic
+        clock) and the end time."""
         out = []
         end = t + self.rng.randint(1, 8)
         lv = down
@@ -415,22 +418,27 @@ class VirtualBoard:
     def _drive(self, pin, edges):
         if edges:
             self._levels[pin] = edges[-1][1]
-        # simulator/vboard/machine.py: records of pin, level, ms from arrival.
-        self._hw_send(b"".join(struct.pack("<BBH", pin, lv, ms) for ms, lv in edges))
+        # simulator/vboard/machine.py: records of pin, level and when, in the
+        # VM's ticks_ms (the unix port's is this monotonic clock's ms, mod
+        # 2**30): a VM that reads them late still sees each edge in its time.
+        self._hw_send(b"".join(struct.pack("<BBI", pin, lv, ms & TICKS_MASK) for ms, lv in edges))
+
+    @staticmethod
+    def _now_ms():
+        return int(time.monotonic() * 1000)
 
     def _slot(self):
-        """ms from now at which the next gesture may start."""
-        now = time.monotonic()
-        return max(0, int((self._busy_until - now) * 1000))
+        """When (ms of the monotonic clock) the next gesture may start."""
+        return max(self._now_ms() + 2, self._busy_until)
 
     def _gesture(self, stars, edges, t):
-        """Drive the edges; the gesture ends at t ms from now. Returns when
-        the firmware has had time to take it (debounced and scanned), as a
-        finger is done with a key before it does anything else."""
+        """Drive the edges; the gesture ends at t. Returns when the firmware
+        has had time to take it (debounced and scanned), as a finger is
+        done with a key before it does anything else."""
         self._drive(self._pin(stars), edges)
-        end = time.monotonic() + (t + self.debounce_ms + 15) / 1000.0
-        self._busy_until = end + GAP_MS / 1000.0
-        left = end - time.monotonic()
+        end = t + self.debounce_ms + 15
+        self._busy_until = end + GAP_MS
+        left = (end - self._now_ms()) / 1000.0
         if left > 0:
             time.sleep(left)
 
@@ -466,7 +474,7 @@ class VirtualBoard:
             if state == "present" and self.panel_state != "present":
                 self.panel.power_on_reset()  # it had no power while it was out
             self.panel_state = state
-        self._hw_send(struct.pack("<BBH", 255, code, 0))
+        self._hw_send(struct.pack("<BBI", 255, code, 0))
 
     def _hw_send(self, data):
         os.write(self._hw_m, data)

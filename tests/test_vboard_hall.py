@@ -42,9 +42,10 @@ def test_panel_unplugged_in_a_running_hall(tmp_path):
         def device():
             return hall.api.call("GET", "/api/devices/%s" % w.device_id)[1]
 
-        def tile():
-            snap = hall.api.call("GET", "/api/dashboard")[1]
-            return next(t for t in snap["windows"] if t["device_id"] == w.device_id)
+        def problems():
+            snap = hall.api.call("GET", "/api/dashboard")[1] or {}
+            tiles = [t for t in snap.get("windows") or () if t["device_id"] == w.device_id]
+            return tiles[0]["problems"] if tiles else []
 
         def alert_ids():
             return [a["id"] for a in hall.api.call("GET", "/api/alerts")[1]["alerts"]]
@@ -52,7 +53,7 @@ def test_panel_unplugged_in_a_running_hall(tmp_path):
         assert not device()["display_fault"]
         dev.board.set_panel("missing")
         _until(lambda: device()["display_fault"], 10, "display_fault in the device's health")
-        _until(lambda: ["warning", "显示屏无响应"] in tile()["problems"], 15, "the fault on the dashboard")
+        _until(lambda: ["warning", "显示屏无响应"] in problems(), 15, "the fault on the dashboard")
         _until(lambda: "display_fault/%s" % w.device_id in alert_ids(), 15, "the display_fault alert")
         glass = dev.board.panel.transactions
         # A citizen still rates (the firmware takes the press, journals it,

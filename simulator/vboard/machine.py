@@ -28,9 +28,11 @@
 # the simulator's side channel), uart<N> (the pty of UART N), panel (its
 # I2C address), freq.
 #
-# Side channel, one pty. Simulator -> board: records of 4 bytes, pin,
-# level, ms (u16 LE): the pin takes the level ms after the record arrives;
-# pin 255 is the panel (level 1 ACKs, 0 NAKs, 2 holds the bus). Board ->
+# Side channel, one pty. Simulator -> board: records of 6 bytes, pin,
+# level, when (u32 LE, a ticks_ms() value: the unix port's ticks are the
+# host's monotonic clock in ms, so the simulator's clock; an edge read late
+# still takes effect in its time); pin 255 is the panel (level 1 ACKs, 0
+# NAKs, 2 holds the bus). Board ->
 # simulator: b"I" addr len(2, LE) data (one I2C write the panel ACKed),
 # b"W" timeout_ms(4, LE) (a WDT started), b"F" (fed), b"R" (reset()),
 # b"D" n(2, LE) (n bytes found the UART ring full and were dropped).
@@ -94,7 +96,7 @@ _pin = bytearray(_N)
 _val = bytearray(_N)
 _n = 0
 _rb = bytearray(64)
-_r4 = memoryview(_rb)[:4]
+_r6 = memoryview(_rb)[:6]
 _t = None
 
 
@@ -106,15 +108,15 @@ def _sync():
     if t != _t:
         _t = t
         while _hwp.poll(0):
-            k = _hw.readinto(_r4) or 0
+            k = _hw.readinto(_r6) or 0
             if not k:
                 break
-            while k < 4:  # the rest of a record is written with it
-                k += _hw.readinto(_r4[k:]) or 0
+            while k < 6:  # the rest of a record is written with it
+                k += _hw.readinto(_r6[k:]) or 0
             if _rb[0] == 255:
                 _panel = _rb[1]
             elif _n < _N:
-                _due[_n] = time.ticks_add(t, _rb[2] | _rb[3] << 8)
+                _due[_n] = _rb[2] | _rb[3] << 8 | _rb[4] << 16 | _rb[5] << 24
                 _pin[_n] = _rb[0]
                 _val[_n] = _rb[1]
                 _n += 1
