@@ -12,7 +12,7 @@ board's side of every wire); this module is the other side:
   stuck key), with chatter too; `glitch` a blip shorter than the debounce.
   Levels are electrical (boards.toml `active_low`). Each returns once the
   gesture is over and debounced, as a finger is done with a key before
-  it does the next thing (a press takes its 100-160 ms).
+  it does the next thing (a press takes its 120-200 ms).
 - **UART**: the pty the caller gives (a simulator/wire.Line's device end, or
   a test's peer); the ring and its overflow are the VM side's.
 - **panel**: every I2C write the panel ACKs goes to a simulator/panel.Panel
@@ -59,7 +59,7 @@ BOOT = VBOARD / "_boot.py"
 BOARDS = ("esp32", "pico")
 # How long a press is held, and the pause after one (the next press of a
 # citizen comes no sooner): both above the firmware's 30 ms debounce.
-HOLD_MS = (100, 160)
+HOLD_MS = (120, 200)
 GAP_MS = 45
 TICKS_MASK = (1 << 30) - 1  # MicroPython's ticks_ms() period
 
