@@ -48,9 +48,9 @@ class _HttpUpstream:
 
 
 def run(progress=None, rows=1000000, live_rate=50.0, seconds=110, window=100, batch=100, kind="mqtt"):
-    from gateway import db, outbox
-    from gateway.forward_http import HttpForwarder
-    from gateway.forward_mqtt import MqttForwarder
+    from gateway.forward.http import HttpForwarder
+    from gateway.forward.mqtt import MqttForwarder
+    from gateway.store import db, outbox
     from simulator.broker import BrokerProcess
 
     say = progress or (lambda msg: None)

@@ -11,7 +11,7 @@ hellos of made-up devices on their own up topics, random bytes on random
 topics, and a share (`real_share`) of fake hellos and random bytes on the
 up topic of another real, provisioned device (the victim), with now and
 then a payload of 1 MB. The gateway stops listening to a topic so flooded
-(gateway/mqtt_ingest.py FLOOD_LIMIT): the victim waits, the others do not.
+(gateway/ingest/mqtt.py FLOOD_LIMIT): the victim waits, the others do not.
 A flood on the measured device's own topic is a flood no gateway can sort
 out on an anonymous broker: the broker-config's ACL is what forbids it.
 
@@ -37,7 +37,7 @@ import time
 from bench.common import Deadline, percentile, result
 from bench.procstat import status_kb
 from gateway.files import write_private
-from gateway.mqtt_ingest import _no_delay
+from gateway.ingest.mqtt import _no_delay
 
 HALL = "flood-hall"
 TOKEN = "bench-flood-token-0123456789"
@@ -125,7 +125,7 @@ class RealDevice:
     def __init__(self, port, device_id, key):
         import paho.mqtt.client as mqtt
 
-        from gateway.keys import Key
+        from gateway.devices.keys import Key
         from protocol.reader import Reader
 
         self.device_id = device_id

@@ -40,7 +40,7 @@ def records(n, devices=50):
 
 
 def fill_outbox(path, recs, target="bench", created_at=None):
-    from gateway import db, outbox
+    from gateway.store import db, outbox
     conn = db.open_db(path)
     now = time.time() if created_at is None else created_at
     rows = [(target, r["idempotencyKey"], r["eventId"], r["deviceId"],
@@ -95,8 +95,8 @@ def paho_loop(port, payloads, window=100, deadline=None):
 def forward(port, path, n, target, settings, deadline=None, created_at=None):
     """Fill the outbox with n rows, run the forwarder until every row is
     marked delivered; rows per second."""
-    from gateway import db
-    from gateway.forward_mqtt import MqttForwarder
+    from gateway.forward.mqtt import MqttForwarder
+    from gateway.store import db
 
     conn = fill_outbox(path, records(n), target, created_at)
     watch = db.connect(path)

@@ -29,7 +29,7 @@ DEFAULTS = {"devices": 100, "events": 1500, "batch": 1000, "seconds": 110, "comm
 def raw_reference(src_db, workdir, batch=1000):
     """Insert the gateway's events and outbox rows into a fresh database of
     the same schema with plain executemany, `batch` events per transaction."""
-    from gateway import db
+    from gateway.store import db
 
     src = sqlite3.connect(src_db)
     ev_cols = [r[1] for r in src.execute("PRAGMA table_info(events)") if r[1] != "id"]

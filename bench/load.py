@@ -18,7 +18,7 @@ commit. At most WINDOW events are unacknowledged per device, as the firmware
 What is prepared before the gateway starts (and how): the devices rows with
 their keys (`key_confirmed = 1`, as after a pairing), their bindings (staff
 and window), and the invitations the ratings answer. The invitations are
-rows written with the very INSERT `gateway.invitations.Invitations.open`
+rows written with the very INSERT `gateway.devices.invitations.Invitations.open`
 runs (same columns and values: id, window, device, staff, cases JSON,
 timeout, created_at), in batched transactions, but without the `invite`
 frame going out: the load devices already know which invitation each event
@@ -46,8 +46,8 @@ import tty
 
 from bench import procstat
 from gateway.client import Client
+from gateway.devices.keys import Key
 from gateway.files import write_private
-from gateway.keys import Key
 from protocol import messages as M
 from protocol.reader import Reader
 from simulator.net import free_port
@@ -132,7 +132,8 @@ class LoadHall:
                 "invitations_closed": self.n * invited}
 
     def setup(self):
-        from gateway import db, tomlw
+        from gateway import tomlw
+        from gateway.store import db
 
         self.byid.mkdir(exist_ok=True)
         for i in range(self.n):
@@ -154,7 +155,7 @@ class LoadHall:
                          (self.ids[i], self.keys[i].raw, now))
             conn.execute("INSERT INTO bindings (device_id, staff_id, window, staff_name, bound_at)"
                          " VALUES (?, ?, ?, ?, ?)", (self.ids[i], staff, window, "测试%d" % i, now))
-        # The INSERT of gateway.invitations.Invitations.open, row for row, in
+        # The INSERT of gateway.devices.invitations.Invitations.open, row for row, in
         # the order a hall opens them: every window's k-th invitation before
         # anyone's (k+1)-th (all windows work at once).
         conn.executemany(

@@ -137,8 +137,8 @@ class _Dev:
 
 
 def _our_committer(workdir, n, on_ack):
-    from gateway import commit, db
     from gateway.config import Hall
+    from gateway.store import commit, db
 
     path = os.path.join(workdir, "ours.db")
     conn = db.open_db(path)
@@ -157,7 +157,7 @@ def _our_committer(workdir, n, on_ack):
 
 
 def _event(dev, i):
-    from gateway import commit
+    from gateway.store import commit
 
     msg = {"type": "event", "device_id": dev.device_id, "boot": 1, "event_seq": i + 1, "kind": "rating",
            "score": 5, "reasons": [], "invitation": "I%d" % i, "time": 0, "uptime_ms": i}
@@ -191,7 +191,7 @@ def ours_latency(workdir, n, burst, deadline):
 
 
 def ours_duplicates(workdir, n, burst, deadline):
-    from gateway import db, outbox
+    from gateway.store import db, outbox
 
     acked = [0]
     c, dev, path = _our_committer(workdir, n, lambda d, ids: acked.__setitem__(0, acked[0] + len(ids)))

@@ -118,31 +118,34 @@ def run():
 
 
 def turn(btn):
+    # Buttons before frames: a press completed by now happened before the
+    # citizen could see what this turn's frames bring (a new invitation's
+    # prompt is drawn at the end of the turn), so it answers what the screen
+    # showed: a tap during thanks is ignored, one on the idle card is an
+    # uninvited press, never a rating of an invitation not yet on screen.
+    # The levels are stamped with the time they are read.
     t = now()
+    hal.scan(btn, t)
+    changed = btn.update(t)
+    q = btn.queue
+    if q:
+        btn.queue = []
+        for i in q:
+            ev.press(5 - i, t)
     got = False
     for _ in range(16):  # bounded: a flooded line cannot starve buttons
         n = hal.read()
         if not n:
             break
         got = True
-        link.receive(hal.rx, n, t, orders.obey)
+        link.receive(hal.rx, n, now(), orders.obey)
     if got:
         # Frames from the gateway leave garbage (bitmap parts, configs): free
         # it now, while it is one piece, not when an allocation fails.
         gc.collect()
-    # The buttons' levels are stamped with the time they are read: frames
-    # (a bitmap written to flash, a collection) can take longer than the
-    # debounce, and a blip read after them but stamped before them would
-    # look held for the whole debounce.
     t = now()
-    hal.scan(btn, t)
-    if (btn.update(t) or link.faulted != getattr(hal, "fault", 0)) and link.up:
+    if (changed or link.faulted != getattr(hal, "fault", 0)) and link.up:
         link.health(t)  # a stuck (or freed) button, a panel gone (or back): news for the admin
-    q = btn.queue
-    if q:
-        btn.queue = []
-        for i in q:
-            ev.press(5 - i, t)
     ev.tick(t)
     link.poll(t)
     redraw()

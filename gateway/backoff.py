@@ -1,6 +1,6 @@
 """Capped exponential back-off, the one formula of every retry in the
 gateway: a forwarder reconnecting to its upstream (with jitter), a serial
-port re-opened, a command to a device sent again (gateway/downlink.py).
+port re-opened, a command to a device sent again (gateway/devices/downlink.py).
 
     b = Backoff(0.2, 30.0)          # 0.2, 0.4, 0.8 ... 30, 30 (each in its upper half: jitter)
     time.sleep(b.next()); ...; b.reset()   # after a success

@@ -208,7 +208,7 @@ def broker_config(config_path, out_dir, hosts, port, bind, devices, readers):
                                           os.path.join(out, "gateway.password"), os.path.join(out, "ca.crt")))
 
 
-# -- the database, read-only, for a person (gateway/dbview.py) ------------------
+# -- the database, read-only, for a person (gateway/store/dbview.py) ------------------
 @gateway.group()
 def db():
     """The gateway's database, read-only (a running gateway is not held up):
@@ -217,7 +217,7 @@ def db():
 
 
 def _db_view(config_path):
-    from gateway import dbview
+    from gateway.store import dbview
 
     try:
         return dbview, dbview.open_ro(_load(config_path).db_path)

@@ -61,7 +61,7 @@ Hall = _section("Hall", "hall", "[hall]: this hall's id and codes (the records c
 Serial = _section("Serial", "serial", "[serial]: ports (explicit paths and globs) and line settings.")
 MqttIngest = _section("MqttIngest", "mqtt", "[mqtt]: the hall broker of the Wi-Fi evaluators.")
 Device = _section("Device", "device", "[device]: what the gateway tells each evaluator; 差评 reasons.")
-Alerts = _section("Alerts", "alerts", "[alerts]: when the dashboard and MQTT raise an alert (gateway/alerts.py).")
+Alerts = _section("Alerts", "alerts", "[alerts]: when the dashboard and MQTT raise an alert (gateway/web/alerts.py).")
 Pairing = _section("Pairing", "pairing", "[pairing]: what `hcp tool pair` draws on each staff card.")
 
 

@@ -25,20 +25,21 @@ import signal
 import threading
 import time
 
-from gateway import db, forwarders, outbox
-from gateway.api import Api
-from gateway.commands import Commands
-from gateway.commit import Checkpointer, Committer
 from gateway.config import MAX_SIZE_MB
-from gateway.dashboard import Dashboard
+from gateway.devices.commands import Commands
+from gateway.devices.health import Monitor
+from gateway.devices.invitations import Invitations
+from gateway.devices.pairing import Pairing
+from gateway.devices.registry import Registry
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.health import Monitor
-from gateway.invitations import Invitations
-from gateway.mqtt_ingest import MqttIngest
-from gateway.pairing import Pairing
-from gateway.registry import Registry
-from gateway.router import Router
-from gateway.serial_ingest import SerialIngest
+from gateway.forward import kinds as forwarders
+from gateway.ingest.mqtt import MqttIngest
+from gateway.ingest.router import Router
+from gateway.ingest.serial import SerialIngest
+from gateway.store import db, outbox
+from gateway.store.commit import Checkpointer, Committer
+from gateway.web.api import Api
+from gateway.web.dashboard import Dashboard
 
 log = logging.getLogger("hcp.gateway")
 

@@ -19,8 +19,8 @@ secret. From this one table come:
 
   (tests/test_config_schema.py fails while it differs).
 
-The `[[upstream]]` tables belong to the forwarders (gateway/forward_mqtt.py,
-gateway/forward_http.py tell how they work); their keys are declared here
+The `[[upstream]]` tables belong to the forwarders (gateway/forward/mqtt.py,
+gateway/forward/http.py tell how they work); their keys are declared here
 too, per kind. Their problems keep the forwarders' wording ("required",
 "must be an integer 1..65535"), the other tables the gateway's ("missing
 (required)", "must be 1..65535"): tests of both pin them.
@@ -282,7 +282,7 @@ def _http_upstream_after(values, given, err, base):
 
 
 def _forwarder_common():
-    """Keys of every kind of [[upstream]] (gateway/forward_common.py)."""
+    """Keys of every kind of [[upstream]] (gateway/forward/base.py)."""
     return [
         Key("poll_s", "number", 0.25, "how often to look for new rows without being woken", lo=0.01, hi=60,
             unit="s", commented=True),
@@ -427,7 +427,7 @@ COMMON_KEYS = tuple(k.name for k in UPSTREAM.keys)
 
 FORWARDERS = {
     "mqtt": Table("upstream.mqtt", "Records published to an MQTT broker, QoS 1, marked delivered on PUBACK"
-                  " (gateway/forward_mqtt.py).", [
+                  " (gateway/forward/mqtt.py).", [
         Key("host", "str", _REQUIRED, "the broker's host name or address", example="127.0.0.1"),
         Key("port", "int", lambda v: 8883 if v.get("tls") else 1883, "the broker's port", lo=1, hi=65535,
             commented=True, example=1883, default_doc="1883, 8883 with tls"),
@@ -457,7 +457,7 @@ FORWARDERS = {
             unit="s", commented=True),
     ] + _forwarder_common(), after=_mqtt_upstream_after, forwarder=True),
     "http": Table("upstream.http", "Records POSTed as JSON to an HTTP endpoint, marked delivered on 2xx"
-                  " (gateway/forward_http.py).", [
+                  " (gateway/forward/http.py).", [
         Key("url", "str", _REQUIRED, "http:// or https:// URL the records are POSTed to", check=_http_url,
             example="https://platform.example/api/evaluations", allowed="http:// or https:// URL with a host"),
         Key("token", "str", None, "sent as `Authorization: Bearer <token>`", secret=True, example="...",

@@ -1,4 +1,4 @@
-"""Alert rules (gateway/alerts.py): each fires past its threshold and not at
+"""Alert rules (gateway/web/alerts.py): each fires past its threshold and not at
 it; the AlertBook keeps `since`, survives a restart, clears, and publishes
 retained topics (an empty payload clears one); [alerts] config errors name
 the key."""
@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from gateway import alerts, config, db
+from gateway import config
 from gateway.errors import ConfigError
+from gateway.store import db
+from gateway.web import alerts
 
 NOW = 1_790_000_000.0
 

@@ -16,8 +16,10 @@ import types
 import pytest
 from support.gwharness import HCP, TOKEN, config_doc, toml, write_config
 
-from gateway import config, forward_http, forward_mqtt, settings
+from gateway import config, settings
 from gateway.errors import ConfigError
+from gateway.forward import http as forward_http
+from gateway.forward import mqtt as forward_mqtt
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALL_TABLES = settings.TABLES + [settings.UPSTREAM] + list(settings.FORWARDERS.values())

@@ -12,7 +12,7 @@ import pytest
 from support.fakegw import FakeGateway
 from support.simdevice import SimDevice, install
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import messages
 from tools.provision import write_key_dir
 
@@ -308,7 +308,7 @@ def test_boot_counter_never_repeats(tmp_path, fw_cache):
 
 def test_gateway_sized_frames_at_64k(tmp_path, fw_cache):
     """The gateway's real traffic at pairing: full-screen bitmaps in 512-byte
-    parts (gateway/commands.py BITMAP_CHUNK), a 20-reason config, a 40-case
+    parts (gateway/devices/commands.py BITMAP_CHUNK), a 20-reason config, a 40-case
     batch, in the 64K budget (protocol.rx reads each frame in place:
     firmware/README.md has the heap)."""
     r = Rig(tmp_path, fw_cache, heap="64K")

@@ -17,8 +17,8 @@ from support.upstream import (
     wait_for,
 )
 
-from gateway import db, outbox
-from gateway.forward_http import HttpForwarder
+from gateway.forward.http import HttpForwarder
+from gateway.store import db, outbox
 
 
 def settings(url, **kw):

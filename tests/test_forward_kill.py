@@ -12,7 +12,7 @@ from support.upstream import (
     wait_for,
 )
 
-from gateway import db
+from gateway.store import db
 
 
 @pytest.mark.parametrize("kind", ["mqtt", "http"])

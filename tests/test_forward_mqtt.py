@@ -19,8 +19,8 @@ from support.upstream import (
     wait_for,
 )
 
-from gateway import db, outbox
-from gateway.forward_mqtt import MqttForwarder, payload_records
+from gateway.forward.mqtt import MqttForwarder, payload_records
+from gateway.store import db, outbox
 
 TOPIC = "hcp/records/#"
 

@@ -1,6 +1,7 @@
 """validate() of each forwarder: good tables pass, every problem names its key."""
 
-from gateway import forward_http, forward_mqtt
+from gateway.forward import http as forward_http
+from gateway.forward import mqtt as forward_mqtt
 
 
 def test_mqtt_good_settings_pass(tmp_path):
@@ -63,8 +64,8 @@ def test_constructors_refuse_bad_settings(tmp_path):
     import pytest
 
     from gateway.errors import ConfigError, GatewayError
-    from gateway.forward_http import HttpForwarder
-    from gateway.forward_mqtt import MqttForwarder
+    from gateway.forward.http import HttpForwarder
+    from gateway.forward.mqtt import MqttForwarder
 
     with pytest.raises(ConfigError, match=r"upstream\.prov\.port: must be an integer"):
         MqttForwarder(tmp_path / "h.db", "prov", {"host": "h", "port": -1})

@@ -1,13 +1,13 @@
 """gateway/backoff.py, the one back-off formula, and the retries that use
 it: a forwarder's (jitter), a serial port's re-open, a command resent to a
-device (gateway/downlink.py)."""
+device (gateway/devices/downlink.py)."""
 
 import random
 import types
 
-from gateway import downlink
 from gateway.backoff import Backoff
-from gateway.serial_ingest import BACKOFF_START_S, SerialIngest
+from gateway.devices import downlink
+from gateway.ingest.serial import BACKOFF_START_S, SerialIngest
 
 
 def test_doubling_to_the_cap_and_reset():

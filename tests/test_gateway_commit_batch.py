@@ -1,4 +1,4 @@
-"""The commit thread stores a batch with a few statements (gateway/commit.py
+"""The commit thread stores a batch with a few statements (gateway/store/commit.py
 `Committer._events`); the outcome must be exactly that of storing its events
 one by one, as the commit thread did before (the reference below, kept
 verbatim): same events rows, same outbox rows, same invitations closed, same
@@ -12,9 +12,10 @@ import logging
 import random
 import sqlite3
 
-from gateway import commit, db, records
+from gateway import records
 from gateway.config import Hall
-from gateway.registry import Device
+from gateway.devices.registry import Device
+from gateway.store import commit, db
 
 
 def _old_event(self, conn, item, counts, out):
@@ -150,7 +151,7 @@ def _run(cls, path, script, cuts, n_dev):
 
 
 def test_batched_commit_stores_what_one_by_one_stored(tmp_path, caplog):
-    caplog.set_level(logging.CRITICAL, logger="hcp.gateway.commit")
+    caplog.set_level(logging.CRITICAL, logger="hcp.gateway.store.commit")
     for seed in range(12):
         script, cuts = _script(seed)
         old = _run(OldCommitter, str(tmp_path / ("old%d.db" % seed)), script, cuts, 4)

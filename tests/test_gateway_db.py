@@ -4,7 +4,8 @@ and the outbox's exactly-once queueing, on real SQLite files."""
 import json
 import sqlite3
 
-from gateway import db, invitations, outbox
+from gateway.devices import invitations
+from gateway.store import db, outbox
 
 
 def test_open_migrates_once_and_records_it(tmp_path):

@@ -1,7 +1,7 @@
 """The few-statement writes of the commit path against what they replace:
-gateway.manyrows.insert_many / update_many against executemany (same rows, ids,
+gateway.store.manyrows.insert_many / update_many against executemany (same rows, ids,
 conflicts, total_changes, in any batch size), and the packed invitation
-lookup of gateway.commit against a plain SELECT (odd texts, NULLs, and the
+lookup of gateway.store.commit against a plain SELECT (odd texts, NULLs, and the
 BLOB a JSON array cannot hold)."""
 
 import random
@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from gateway import commit, db, manyrows
+from gateway.store import commit, db, manyrows
 
 ODD = ["", "a", "引号\"\\/", "\x00nul\x00", "\n\t\r\b\f", "\u2028\u2029", "😀𝄞", "{\"x\": [1]}", "'; DROP", "x" * 3000]
 

@@ -1,4 +1,4 @@
-"""`hcp gateway db` (gateway/dbview.py, through sqlite-utils): the tables
+"""`hcp gateway db` (gateway/store/dbview.py, through sqlite-utils): the tables
 of a running gateway's database with their rows, the migrations applied and
 pending, a table's rows and an export of every table, read-only, with the
 device keys, the MQTT client id, the upstream records and the invitations'
@@ -14,8 +14,8 @@ from support.gwfixtures import connect, invite, pair
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import HCP, wait_for
 
-from gateway import db as gwdb
-from gateway import dbview
+from gateway.store import db as gwdb
+from gateway.store import dbview
 
 
 def _filled(hall):

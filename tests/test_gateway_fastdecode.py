@@ -1,4 +1,4 @@
-"""gateway/fastdecode.py against the reference decoder (protocol.frame.decode
+"""gateway/ingest/fastdecode.py against the reference decoder (protocol.frame.decode
 + protocol.messages.parse): the same frame and message for every good packet,
 the same refusal (error kind) for every bad one, the same tag verdicts.
 Examples, hypothesis-made events (valid, with any field out of its rules,
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import fastdecode as F
-from gateway.keys import Key
+from gateway.devices.keys import Key
+from gateway.ingest import fastdecode as F
 from protocol import cobs, frame, messages
 from protocol.errors import ProtocolError
 from protocol.examples import EXAMPLES, TEST_KEY

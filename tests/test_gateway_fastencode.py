@@ -1,4 +1,4 @@
-"""gateway/fastencode.py against the reference encoder (protocol.messages.encode):
+"""gateway/devices/fastencode.py against the reference encoder (protocol.messages.encode):
 the same bytes for every ack the gateway can send (random ids, keys, sessions,
 seqs, device ids; COBS block boundaries), the same refusal for what the
 reference refuses; and the COBS part against protocol.cobs on any data."""
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import fastencode as F
-from gateway.keys import Key
+from gateway.devices import fastencode as F
+from gateway.devices.keys import Key
 from protocol import cobs, messages
 from protocol.errors import ProtocolError
 from protocol.examples import TEST_KEY

@@ -9,7 +9,7 @@ from support.gwfixtures import connect, invite, pair, provision_key, records, ro
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 
 
 def test_batch_rating_is_one_record_per_case_and_duplicates_are_absorbed(hall):
@@ -236,9 +236,9 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
     import random
     import threading
 
-    from gateway.commands import Commands
-    from gateway.registry import Registry
-    from gateway.router import Link
+    from gateway.devices.commands import Commands
+    from gateway.devices.registry import Registry
+    from gateway.ingest.router import Link
 
     class SlowLink(Link):
         name = "slow"
@@ -270,7 +270,7 @@ def test_concurrent_senders_keep_the_seq_order_on_the_wire():
 
 
 def test_made_up_devices_register_nothing_and_the_heard_table_is_bounded(hall, monkeypatch):
-    from gateway import registry
+    from gateway.devices import registry
 
     monkeypatch.setattr(registry, "HEARD_MAX", 3)
     dev = connect(hall.device("EV-F0"))

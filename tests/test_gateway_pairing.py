@@ -10,8 +10,8 @@ from support.gwfixtures import connect, pair, rows
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import wait_for
 
-from gateway import db
-from gateway.keys import Key
+from gateway.devices.keys import Key
+from gateway.store import db
 
 
 def test_one_code_one_account_refusal_shows_the_binding_and_replace_is_audited(hall):
@@ -136,7 +136,7 @@ def test_device_list_detail_health_and_bitmaps(hall):
     assert [x["device_id"] for x in lst["devices"]] == ["EV-H"]
     import base64
 
-    from gateway.commands import BITMAP_CHUNK
+    from gateway.devices.commands import BITMAP_CHUNK
 
     img = bytes(range(256)) * 5  # 1280 bytes, in frames of BITMAP_CHUNK
     code, body = hall.api("POST", "/api/devices/EV-H/bitmaps",
@@ -171,7 +171,7 @@ def test_commands_are_resent_until_the_device_confirms_them(hall):
     is sent again until the device answers `done`; confirmed ones are not."""
     import base64
 
-    from gateway.commands import BITMAP_CHUNK
+    from gateway.devices.commands import BITMAP_CHUNK
 
     dev = connect(hall.device("EV-R"))
     pair(hall, dev, "S9", "W9")

@@ -1,4 +1,4 @@
-"""gateway/routes.py, the API's table: it holds exactly the endpoints
+"""gateway/web/routes.py, the API's table: it holds exactly the endpoints
 gateway/README.md documents; a pattern's `{name}` takes one segment, any
 text (an empty one too, as the path split gives it); a POST's common fields
 are checked before it is routed (400 before 404); only the key endpoint
@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from gateway import routes
 from gateway.errors import InvalidRequest
+from gateway.web import routes
 
 README = pathlib.Path(__file__).resolve().parent.parent / "gateway" / "README.md"
 

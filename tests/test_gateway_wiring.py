@@ -2,14 +2,15 @@
 3d): gateway/service.py never patches a part after making it (no
 assignment to a part's attribute, no appending to a part's list, no lambda
 standing in for a part not made yet), forwarders come from the table of
-gateway/forwarders.py, and that table knows the kinds the config accepts."""
+gateway/forward/kinds.py, and that table knows the kinds the config accepts."""
 
 import ast
 import pathlib
 
-from gateway import config, forwarders
-from gateway.forward_http import HttpForwarder
-from gateway.forward_mqtt import MqttForwarder
+from gateway import config
+from gateway.forward import kinds as forwarders
+from gateway.forward.http import HttpForwarder
+from gateway.forward.mqtt import MqttForwarder
 
 SERVICE = pathlib.Path(__file__).resolve().parent.parent / "gateway" / "service.py"
 

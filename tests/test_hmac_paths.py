@@ -1,9 +1,9 @@
-"""One HMAC on CPython, one on the device, the same tags: gateway/keys.py
+"""One HMAC on CPython, one on the device, the same tags: gateway/devices/keys.py
 (the standard library's hmac) and protocol/hmac256.py (the device's own,
 over hashlib.sha256) against every RFC 4231 HMAC-SHA-256 test vector, and
 against each other on keys and messages of every length around the block;
 and the gateway, the tools it runs, the benchmarks and the test harness
-make their keys with gateway/keys.py."""
+make their keys with gateway/devices/keys.py."""
 
 import ast
 import hashlib
@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import hmac256
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ RFC4231 = [
 ]
 
 
-@pytest.mark.parametrize("make", [Key, hmac256.Key], ids=["gateway.keys", "protocol.hmac256"])
+@pytest.mark.parametrize("make", [Key, hmac256.Key], ids=["gateway.devices.keys", "protocol.hmac256"])
 @pytest.mark.parametrize("key, data, want", RFC4231, ids=["tc%d" % i for i in range(1, 8)])
 def test_rfc4231(make, key, data, want):
     k = make(key)
@@ -88,11 +88,11 @@ def test_the_host_makes_its_keys_with_the_stdlib_hmac():
     assert len(files) > 60
     bad = ["%s:%d" % (p.relative_to(ROOT), line) for p in files for line in _made_with_hmac256(p)
            if p.relative_to(ROOT).as_posix() not in DEVICE_HMAC_ALLOWED]
-    assert not bad, "protocol.hmac256.Key on the host (use gateway.keys.Key): %s" % ", ".join(bad)
+    assert not bad, "protocol.hmac256.Key on the host (use gateway.devices.keys.Key): %s" % ", ".join(bad)
 
 
 def test_the_scan_finds_both_spellings(tmp_path):
     p = tmp_path / "x.py"
     p.write_text("from protocol import hmac256\nfrom protocol.hmac256 import Key as K\n"
-                 "a = hmac256.Key(b'1')\nb = K(b'2')\nfrom gateway.keys import Key\nc = Key(b'3')\n")
+                 "a = hmac256.Key(b'1')\nb = K(b'2')\nfrom gateway.devices.keys import Key\nc = Key(b'3')\n")
     assert _made_with_hmac256(p) == [3, 4]

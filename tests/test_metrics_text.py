@@ -1,4 +1,4 @@
-"""/metrics (gateway/metrics.py): the Prometheus text format (HELP/TYPE
+"""/metrics (gateway/web/metrics.py): the Prometheus text format (HELP/TYPE
 before samples, escaped labels, cumulative histogram buckets ending in +Inf
 = _count), and the figures of a running gateway: events in, ACK latency,
 outbox depth per target, forwarder counters, devices online; the token."""
@@ -12,7 +12,7 @@ from support.gwfixtures import connect, invite, pair
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import TOKEN, wait_for
 
-from gateway import metrics
+from gateway.web import metrics
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
                     r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)\})? (\S+)$')

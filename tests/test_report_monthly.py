@@ -12,7 +12,7 @@ import sys
 
 import openpyxl
 
-from gateway import db
+from gateway.store import db
 
 HCP = str(pathlib.Path(sys.executable).parent / "hcp")
 TZ = datetime.timezone(datetime.timedelta(hours=8))

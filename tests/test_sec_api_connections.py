@@ -13,7 +13,7 @@ import time
 import pytest
 from support.gwharness import TOKEN, InProcess, write_config
 
-from gateway import api as api_mod
+from gateway.web import api as api_mod
 
 
 @pytest.fixture

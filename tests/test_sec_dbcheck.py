@@ -11,8 +11,8 @@ import pytest
 from support.gwfixtures import seed_db
 from support.gwharness import HCP, write_config
 
-from gateway import db
 from gateway.errors import GatewayError, StorageError
+from gateway.store import db
 
 
 def _smash(path, first_frac=0.4, pages=4):
@@ -99,7 +99,7 @@ def test_check_budget_lets_a_big_database_start_with_a_warning(tmp_path, monkeyp
     path = tmp_path / "gw.db"
     seed_db(path, device_key=True)
     monkeypatch.setattr(db, "CHECK_BUDGET_S", 0.0)
-    with caplog.at_level("WARNING", logger="hcp.gateway.db"):
+    with caplog.at_level("WARNING", logger="hcp.gateway.store.db"):
         conn = db.open_db(path)
     conn.close()
     assert any("not checked in full" in r.getMessage() for r in caplog.records), caplog.text

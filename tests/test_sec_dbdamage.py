@@ -21,11 +21,13 @@ from support.gwfixtures import seed_db
 from support.gwharness import InProcess, wait_for, write_config
 from support.procs import free_port
 
-from gateway import commit, config, dashboard, db
+from gateway import config
 from gateway.config import Hall
-from gateway.forward_common import ForwarderBase
-from gateway.forward_http import HttpForwarder
-from gateway.registry import Device
+from gateway.devices.registry import Device
+from gateway.forward.base import ForwarderBase
+from gateway.forward.http import HttpForwarder
+from gateway.store import commit, db
+from gateway.web import dashboard
 
 ROWS = 300
 
@@ -92,7 +94,7 @@ def _warnings(records):
 
 # --------------------------------------------------------------- dashboard
 
-LOG_DASH = "hcp.gateway.dashboard"
+LOG_DASH = "hcp.gateway.web.dashboard"
 
 
 @pytest.fixture
@@ -199,7 +201,7 @@ def test_dashboard_bug_traceback_at_most_once_a_minute_per_message(running, capl
 
 # --------------------------------------------------------------- forwarder
 
-LOG_FW = "gateway.forward_common"
+LOG_FW = "gateway.forward.base"
 
 
 def _forwarder(path):
@@ -250,7 +252,7 @@ def test_forwarder_loop_is_the_base_class_one():
 
 # --------------------------------------------------------------- commit
 
-LOG_COMMIT = "hcp.gateway.commit"
+LOG_COMMIT = "hcp.gateway.store.commit"
 
 
 def _committer(path):

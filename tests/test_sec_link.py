@@ -22,7 +22,7 @@ from support.gwfixtures import connect, dead_http_upstream, invite, pair, provis
 from support.gwfixtures import hall as hall  # noqa: F401 (the fixture)
 from support.gwharness import InProcess, wait_for, write_config
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import cobs
 from protocol import frame as _frame
 from protocol import messages as M

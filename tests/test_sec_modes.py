@@ -9,7 +9,8 @@ import stat
 import pytest
 from click.testing import CliRunner
 
-from gateway import cli, db
+from gateway import cli
+from gateway.store import db
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_existing_readable_database_is_tightened_with_one_warning(tmp_path, umas
     with open(str(path) + "-wal", "wb"):  # a leftover -wal from an older gateway, 0644
         pass
     os.chmod(str(path) + "-wal", 0o644)
-    with caplog.at_level("WARNING", logger="hcp.gateway.db"):
+    with caplog.at_level("WARNING", logger="hcp.gateway.store.db"):
         conn = db.open_db(path)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and str(path) in warnings[0] and "0600" in warnings[0], warnings
@@ -79,6 +80,6 @@ def test_existing_readable_database_is_tightened_with_one_warning(tmp_path, umas
         assert _mode(str(path) + suffix) == 0o600, suffix
     conn.close()
     caplog.clear()
-    with caplog.at_level("WARNING", logger="hcp.gateway.db"):
+    with caplog.at_level("WARNING", logger="hcp.gateway.store.db"):
         db.open_db(path).close()
     assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -8,7 +8,7 @@ only catalogue codes without a comma or control character, each once, on a
 差评 only; the event is never refused (a 差评 with no valid code stays a
 差评, with no reason), and the drop is counted.
 
-The commit thread calls it as it stores each event (gateway/commit.py), with
+The commit thread calls it as it stores each event (gateway/store/commit.py), with
 the configured catalogue, and counts what it drops (`reasons_dropped` in
 /api/status): the gateway test below sends real frames and reads the stored
 rows, the records and the monthly report."""

@@ -9,8 +9,8 @@ import datetime
 import openpyxl
 from click.testing import CliRunner
 
-from gateway import db
 from gateway import report as rep
+from gateway.store import db
 from tools.report_cli import report
 
 TZ = datetime.timezone(datetime.timedelta(hours=8))

@@ -150,7 +150,10 @@ def _events(rig, n):
         raise AssertionError("events: %r\n%s" % ([(m["event_seq"], m["score"]) for m in rig.gw.received("event")],
                                                   rig.dev.output()[-3000:])) from None
     time.sleep(0.5)
-    assert len(rig.gw.received("event")) == n, rig.gw.received("event")
+    # n events and no more: counted by id (a retransmission, when an ACK
+    # came late for a VM the loaded host ran slowly, is the same event again)
+    ids = sorted({(m["boot"], m["event_seq"]) for m in rig.gw.received("event")})
+    assert len(ids) == n, [(m["event_seq"], m["kind"], m["score"]) for m in rig.gw.received("event")]
     return evs
 
 

@@ -6,7 +6,8 @@ is back."""
 
 import time
 
-from gateway import alerts, config, dashboard
+from gateway import config
+from gateway.web import alerts, dashboard
 from simulator import upstream
 from simulator.hall import SimHall
 

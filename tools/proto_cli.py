@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import jsonform, messages
 from protocol.errors import ProtocolError
 from protocol.examples import EXAMPLES

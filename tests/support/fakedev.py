@@ -23,7 +23,7 @@ import select
 import time
 import tty
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import frame as _frame
 from protocol import messages as M
 from protocol.errors import ProtocolError
@@ -175,7 +175,7 @@ class FakeDevice:
 
     def send(self, msg, key="own", session=None, seq=None):
         """Encode and write one message. key="own" tags with the device key
-        (if any); None sends untagged; a gateway.keys.Key forges with that key."""
+        (if any); None sends untagged; a gateway.devices.keys.Key forges with that key."""
         if seq is None:
             self.seq += 1
             seq = self.seq

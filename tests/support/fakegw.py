@@ -22,7 +22,7 @@ import threading
 import time
 import tty
 
-from gateway.keys import Key
+from gateway.devices.keys import Key
 from protocol import frame as _frame
 from protocol import messages
 from protocol.errors import ProtocolError

@@ -102,7 +102,7 @@ def seed_db(path, rows=300, device_key=False):
     outbox rows for target 'prov' (and device EV-1 with a key), checkpointed."""
     import os
 
-    from gateway import db, outbox
+    from gateway.store import db, outbox
 
     conn = db.open_db(path)
     now = time.time()

@@ -11,7 +11,7 @@ import textwrap
 import threading
 import time
 
-from gateway import db, outbox
+from gateway.store import db, outbox
 from simulator import upstream
 from simulator.broker import BrokerProcess, mosquitto_path
 from simulator.net import free_port
@@ -140,8 +140,8 @@ def wait_for(pred, timeout, step=0.05):
 FORWARDER_SCRIPT = textwrap.dedent("""
     import json, sys, time
     sys.path.insert(0, %(root)r)
-    from gateway.forward_mqtt import MqttForwarder
-    from gateway.forward_http import HttpForwarder
+    from gateway.forward.mqtt import MqttForwarder
+    from gateway.forward.http import HttpForwarder
     cls = {"mqtt": MqttForwarder, "http": HttpForwarder}[sys.argv[1]]
     f = cls(sys.argv[2], sys.argv[3], json.loads(sys.argv[4])).start()
     print("started", flush=True)

@@ -3,7 +3,7 @@
     .venv/bin/python tests/support/walpages.py [DEVICES] [EVENTS_PER_DEVICE_PER_BATCH]
 
 Builds the database of `bench.load.LoadHall` (devices, keys, bindings, the
-invitations), runs `gateway.commit.Committer._commit` on batches of the
+invitations), runs `gateway.store.commit.Committer._commit` on batches of the
 bench's events (EVENTS_PER_DEVICE_PER_BATCH of every device, round robin, as
 under load), checkpoints the WAL empty before each, and after 50 batches
 maps the page numbers of the last commit's WAL frames to their b-trees
@@ -22,8 +22,9 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from bench.load import LoadHall  # noqa: E402
-from gateway import config, db  # noqa: E402
-from gateway.commit import Committer, Event  # noqa: E402
+from gateway import config
+from gateway.store import db  # noqa: E402
+from gateway.store.commit import Committer, Event  # noqa: E402
 
 
 class _Dev:

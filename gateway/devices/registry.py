@@ -5,10 +5,10 @@ In memory, one `Device` per provisioned device: its keys and replay state
 it was last heard on, its last hello/health, its binding. The database holds
 the durable part (devices, bindings, bitmaps tables); `load()` rebuilds the
 memory side at start, and writers (the commit thread for health and replay
-state, gateway.pairing for keys and bindings) update both.
+state, gateway.devices.pairing for keys and bindings) update both.
 
 A device enters the registry only when the technician provisions its key
-(`gateway.pairing.Pairing.provision`, over the USB cable: docs/link.md
+(`gateway.devices.pairing.Pairing.provision`, over the USB cable: docs/link.md
 "Keys"); nothing heard on a line or a topic creates one. What an
 unprovisioned device says in its hello is kept in `heard`, a small table of
 fixed size (the technician's "which device is on this port?"), and only
@@ -30,8 +30,8 @@ import json
 import threading
 import time
 
-from gateway.keys import Key
-from gateway.manyrows import update_many
+from gateway.devices.keys import Key
+from gateway.store.manyrows import update_many
 from protocol import frame as _frame
 
 
@@ -45,7 +45,7 @@ class Device:
 
     def __init__(self, device_id):
         self.device_id = device_id
-        self.key = None  # gateway.keys.Key
+        self.key = None  # gateway.devices.keys.Key
         self.prev_key = None
         self.key_confirmed = False
         self.tx_key = None
@@ -67,7 +67,7 @@ class Device:
         self.frames = 0
         self.events = 0
         self.duplicates = 0
-        self.challenge = None  # gateway.router.Challenge: the liveness check sent
+        self.challenge = None  # gateway.ingest.router.Challenge: the liveness check sent
 
     @property
     def paired(self):

@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway import settings as schema
-from gateway.forward_common import ForwarderBase, ForwardError, ssl_context
+from gateway.forward.base import ForwarderBase, ForwardError, ssl_context
 
 
 def validate(settings, prefix=None):

@@ -3,8 +3,8 @@ kind names its class. Each class takes (db_path, name, settings) and has
 start(), wake(), status(), stop(timeout); its module documents its settings
 and checks them (`validate`)."""
 
-from gateway.forward_http import HttpForwarder
-from gateway.forward_mqtt import MqttForwarder
+from gateway.forward.http import HttpForwarder
+from gateway.forward.mqtt import MqttForwarder
 
 FORWARDERS = {"http": HttpForwarder, "mqtt": MqttForwarder}
 

@@ -23,9 +23,9 @@ import time
 
 import serial
 
-from gateway import fastdecode
 from gateway.backoff import Backoff
-from gateway.router import Link
+from gateway.ingest import fastdecode
+from gateway.ingest.router import Link
 from protocol.reader import Reader
 
 log = logging.getLogger("hcp.gateway.serial")
@@ -286,5 +286,5 @@ class SerialIngest(threading.Thread):
             self._fail(port, "end of file")
             return
         packets = port.reader.packets(data)
-        if packets:  # Router.packets, with the fast decoder for events (gateway/fastdecode.py)
+        if packets:  # Router.packets, with the fast decoder for events (gateway/ingest/fastdecode.py)
             fastdecode.route(self.router, port, packets, port.reader)

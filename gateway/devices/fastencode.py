@@ -4,7 +4,7 @@
 The reference encoder (`protocol.messages.encode`: a field table walked per
 message, COBS and HMAC written for a 64 KB MicroPython heap) takes ~25 us per
 ACK frame here; this one is a few C calls: one `struct.pack` of the payload,
-the key's tag (gateway/keys.py: the standard library's hmac), `crc32`, and
+the key's tag (gateway/devices/keys.py: the standard library's hmac), `crc32`, and
 COBS over `bytes.split`. It returns the very bytes the reference returns
 (tests/test_gateway_fastencode.py compares both on random ids, keys, sessions,
 seqs and every COBS block boundary); anything it is not sure of (the ACK
@@ -16,7 +16,7 @@ error.
 import binascii
 import struct
 
-from gateway import fastdecode
+from gateway.ingest import fastdecode
 from protocol import frame as _frame
 from protocol import messages as M
 
@@ -78,7 +78,7 @@ def _payload(device_id, ids):
 def ack(session, seq, device_id, ids, key):
     """protocol.messages.encode({"type": "ack", "session": session, "seq": seq,
     "device_id": device_id, "ids": ids}, key) as bytes (key: a
-    gateway.keys.Key, or anything with its tag(), or None)."""
+    gateway.devices.keys.Key, or anything with its tag(), or None)."""
     payload = None
     if type(session) is int and type(seq) is int and 0 <= session <= 0xFFFFFFFF and 0 <= seq <= 0xFFFFFFFF:
         payload = _payload(device_id, ids)

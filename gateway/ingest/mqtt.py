@@ -41,8 +41,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from gateway.forward_common import ssl_context
-from gateway.router import Link
+from gateway.forward.base import ssl_context
+from gateway.ingest.router import Link
 from protocol.reader import Reader
 
 log = logging.getLogger("hcp.gateway.mqtt")

@@ -23,7 +23,7 @@ is always a prefix in id order.
 
 import time
 
-from gateway.manyrows import insert_many
+from gateway.store.manyrows import insert_many
 
 PENDING = 0
 DELIVERED = 1

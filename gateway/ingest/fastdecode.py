@@ -13,7 +13,7 @@ tag byte), ~20 us a frame here; this one is a handful of C calls.
 
 `decode(packet)` -> (frame, msg) exactly as `(frame.decode(p), messages.parse(fr))`
 would give (the frame a `FastFrame`, whose `verify` compares the key's tag
-with `hmac.compare_digest`: the keys are gateway/keys.py's, the standard
+with `hmac.compare_digest`: the keys are gateway/devices/keys.py's, the standard
 library's HMAC-SHA256 truncated to 8 bytes), or raises the reference's
 ProtocolError.
 """
@@ -28,7 +28,7 @@ from protocol import frame as _frame
 from protocol import messages as M
 from protocol.errors import AuthError, ProtocolError
 
-log = logging.getLogger("hcp.gateway.router")
+log = logging.getLogger("hcp.gateway.ingest.router")
 
 # The layout this decoder is written for; should protocol/messages.py change
 # the event, the fast path turns itself off (everything goes to the reference).
@@ -127,7 +127,7 @@ def decode(packet):
 
 
 def route(router, link, packets, reader):
-    """gateway.router.Router.packets with this decoder: check and dispatch
+    """gateway.ingest.router.Router.packets with this decoder: check and dispatch
     packets from `link`; bad ones are counted in `reader.errors`."""
     frame = router.frame
     for packet in packets:

@@ -28,10 +28,10 @@ import sqlite3
 import threading
 import time
 
-from gateway import db, outbox
 from gateway.backoff import Backoff
 from gateway.errors import GatewayError
 from gateway.settings import upstream_settings
+from gateway.store import db, outbox
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Everything the gateway sends to a device (the router, gateway/router.py,
+"""Everything the gateway sends to a device (the router, gateway/ingest/router.py,
 is everything it receives).
 
 Every frame out is stamped here: the gateway's session and the next seq of
@@ -10,10 +10,10 @@ device refuses 10 as a replay. Writes never block (serial buffers, MQTT
 queues), so the lock is held for microseconds.
 
 Commands (invite, cancel, time, bind, unbind, bitmap, config) are kept by
-the downlink until the device confirms them (gateway/downlink.py) and sent
+the downlink until the device confirms them (gateway/devices/downlink.py) and sent
 again by `resend_due` (about once a second). An invitation the device
 refuses (its `error` names the invite's seq) is found by `refused_invite`.
-ACKs go out through `send_ack`, encoded by gateway/fastencode.py.
+ACKs go out through `send_ack`, encoded by gateway/devices/fastencode.py.
 
 `lock` is the registry's lock of device state (keys, binding, link), taken
 by the router, pairing and the bitmaps read here.
@@ -24,8 +24,8 @@ import itertools
 import threading
 import time
 
-from gateway import fastencode
-from gateway.downlink import CONFIRMED, Downlink
+from gateway.devices import fastencode
+from gateway.devices.downlink import CONFIRMED, Downlink
 from gateway.errors import DeviceNotConnected as NotConnected
 from protocol import messages as M
 
@@ -35,7 +35,7 @@ PENDING_INVITES = 1000  # invite seqs remembered for a refusal (all devices)
 
 
 class Commands:
-    """registry: gateway.registry.Registry; cfg: gateway.config (hall, device,
+    """registry: gateway.devices.registry.Registry; cfg: gateway.config (hall, device,
     reason_codes); session: the gateway's start counter; read_conn: a
     database connection for the stored bitmaps (used under `lock`)."""
 
@@ -77,7 +77,7 @@ class Commands:
 
     def send_ack(self, dev, ids):
         """What send() does with {"type": "ack", "device_id", "ids"} (at most
-        ACK_IDS_PER_FRAME ids per frame), encoded by gateway/fastencode.py."""
+        ACK_IDS_PER_FRAME ids per frame), encoded by gateway/devices/fastencode.py."""
         link = self._link(dev)
         for i in range(0, len(ids), ACK_IDS_PER_FRAME):
             with self._send_lock:

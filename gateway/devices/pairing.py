@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import time
 
+from gateway.devices.keys import Key
 from gateway.errors import (
     BindingError,
     DeviceNotConnected,
@@ -31,11 +32,10 @@ from gateway.errors import (
     NotProvisioned,
     StorageError,
 )
-from gateway.keys import Key
 from protocol.errors import ProtocolError
 from protocol.rules import check as check_rules
 
-log = logging.getLogger("hcp.gateway.pairing")
+log = logging.getLogger("hcp.gateway.devices.pairing")
 
 MAX_SLOT = 16 + 32
 

@@ -30,10 +30,10 @@ import sqlite3
 import stat
 import time
 
-from gateway import outbox
 from gateway.errors import StorageError
+from gateway.store import outbox
 
-log = logging.getLogger("hcp.gateway.db")
+log = logging.getLogger("hcp.gateway.store.db")
 
 CHECK_BUDGET_S = 10.0  # PRAGMA quick_check at start: longer, and the rest goes unchecked
 
@@ -132,7 +132,7 @@ MIGRATIONS = [
         )""",
     ]),
     ("0003-alerts", [
-        # Alerts raised and cleared (gateway/alerts.py): since survives a restart,
+        # Alerts raised and cleared (gateway/web/alerts.py): since survives a restart,
         # and retained MQTT alert topics are cleared even if the clearing happened
         # while the gateway was down.
         """CREATE TABLE alerts (

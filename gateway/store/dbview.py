@@ -17,7 +17,7 @@ import json
 import pathlib
 import sqlite3
 
-from gateway.db import MIGRATIONS
+from gateway.store.db import MIGRATIONS
 
 WITHHELD = "(withheld)"
 SECRET_COLUMNS = {"devices": {"key", "prev_key"}, "outbox": {"record"}, "invitations": {"cases"}}
@@ -51,7 +51,7 @@ def tables(db):
 
 def migrations(db):
     """{"applied": [{"name", "applied_at"}], "pending": [name, ...]}: what
-    this gateway's code would still apply to the file (gateway/db.py)."""
+    this gateway's code would still apply to the file (gateway/store/db.py)."""
     applied = list(db["migrations"].rows_where(order_by="applied_at")) if db["migrations"].exists() else []
     done = {m["name"] for m in applied}
     return {"applied": applied, "pending": [name for name, _ in MIGRATIONS if name not in done]}

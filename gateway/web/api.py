@@ -1,6 +1,6 @@
 """The gateway's HTTP API: JSON in, JSON out, `Authorization: Bearer <token>`
 (`[http] token`) on every request. The endpoints are the table of
-gateway/routes.py; their reference is gateway/README.md "HTTP API". This
+gateway/web/routes.py; their reference is gateway/README.md "HTTP API". This
 module is the HTTP server: connections, the token, bodies, errors as JSON.
 The dashboard page (GET /, /dashboard, /web/<file>) needs no token to load,
 none of its data comes without. A device key (POST /api/devices/<id>/key)
@@ -31,10 +31,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 
-from gateway import routes
 from gateway.config import http_tls_context
 from gateway.config import loopback as is_loopback
-from gateway.dashboard import Raw, static
 from gateway.errors import (
     BindingError,
     DeviceNotConnected,
@@ -43,9 +41,11 @@ from gateway.errors import (
     NotFound,
     StorageError,
 )
-from gateway.routes import DIGITS
+from gateway.web import routes
+from gateway.web.dashboard import Raw, static
+from gateway.web.routes import DIGITS
 
-log = logging.getLogger("hcp.gateway.api")
+log = logging.getLogger("hcp.gateway.web.api")
 
 MAX_BODY = 1 << 20
 MAX_HEAD = 32 * 1024  # request line and headers

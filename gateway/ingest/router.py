@@ -6,7 +6,7 @@ with the `Link` they came on. The router checks each frame (CRC, then the
 device's key and replay state, docs/link.md "Keys" and "Sessions"), keeps
 the registry up to date, answers `hello`, and queues events for the commit
 thread. Everything the gateway sends to a device goes out through
-gateway/commands.py (the stamp: session, seq, tag; commands kept until
+gateway/devices/commands.py (the stamp: session, seq, tag; commands kept until
 confirmed), which the router is given.
 
 What the router tells others, each given to it when it is made: a device
@@ -14,7 +14,7 @@ that came online or sent its health (`on_device(dev, what)`), an invitation
 a device refused (`on_invite_refused(invitation_id, code, detail)`).
 
 Acceptance: the device is provisioned (its key was written over the USB
-cable and registered, gateway/pairing.py), the frame carries the tag of its
+cable and registered, gateway/devices/pairing.py), the frame carries the tag of its
 key (or, until the device is seen using a new key, of the previous one),
 and its (session, seq) comes strictly after the last accepted one, by no
 more than MAX_SESSION_JUMP sessions or MAX_SEQ_JUMP frames. Nothing else
@@ -39,14 +39,14 @@ import time
 from typing import NamedTuple
 
 from gateway import records
-from gateway import registry as reg
-from gateway.commit import Event
+from gateway.devices import registry as reg
 from gateway.errors import DeviceNotConnected as NotConnected
+from gateway.store.commit import Event
 from protocol import frame as _frame
 from protocol import messages as M
 from protocol.errors import ProtocolError
 
-log = logging.getLogger("hcp.gateway.router")
+log = logging.getLogger("hcp.gateway.ingest.router")
 
 CLOCK_TOLERANCE_S = 2.0  # a device clock further off than this is set again
 # How far a device's (session, seq) may move in one step. A session is a
@@ -83,7 +83,7 @@ class Link:
 
 class Router:
     """registry: the devices; committer: where events and registry writes
-    go (put_event, call); commands: gateway/commands.py; cfg: the config
+    go (put_event, call); commands: gateway/devices/commands.py; cfg: the config
     (hall). on_device(dev, what): "online" / "health"; on_invite_refused
     (invitation_id, code, detail)."""
 

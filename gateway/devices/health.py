@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 
-log = logging.getLogger("hcp.gateway.health")
+log = logging.getLogger("hcp.gateway.devices.health")
 
 STATE_EVERY_S = 30.0
 

@@ -21,11 +21,12 @@ import sqlite3
 import threading
 import time
 
-from gateway import outbox, records
-from gateway.manyrows import insert_many, update_many
+from gateway import records
 from gateway.records import event_id, valid_reasons
+from gateway.store import outbox
+from gateway.store.manyrows import insert_many, update_many
 
-log = logging.getLogger("hcp.gateway.commit")
+log = logging.getLogger("hcp.gateway.store.commit")
 
 MAX_BATCH = 5000  # items per transaction
 MAX_QUEUE = 200_000  # items waiting; beyond this new events are dropped (devices resend)
@@ -61,7 +62,7 @@ class Committer(threading.Thread):
     hall: config.Hall. send_ack(dev, ids): called after each commit.
     on_queued(): called after a commit that queued outbox rows.
     in_batch(conn): called inside every batch's transaction, after its
-    items (the registry's replay states: gateway/registry.py).
+    items (the registry's replay states: gateway/devices/registry.py).
     ack_latency: a metrics.Histogram (frame received -> ACK written), or None.
     on_alarm(alarm_or_None): called on every change of the storage alarm."""
 

@@ -41,9 +41,9 @@ import time
 import urllib.parse
 from collections import deque
 
-from gateway import outbox
 from gateway import settings as schema
-from gateway.forward_common import ForwarderBase, ForwardError, ssl_context
+from gateway.forward.base import ForwarderBase, ForwardError, ssl_context
+from gateway.store import outbox
 
 RETRY_4XX = {401, 403, 404, 405, 407, 408, 429}
 REASON_MAX = 500

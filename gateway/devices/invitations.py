@@ -22,15 +22,15 @@ import sqlite3
 import threading
 import time
 
+from gateway.devices.pairing import _text as _checked
 from gateway.errors import DeviceNotConnected, InvalidRequest, NotFound, StorageError
-from gateway.pairing import _text as _checked
 from gateway.report import local_day
 from protocol import frame as _frame
 from protocol import rx as _device_rx
 from protocol.errors import ProtocolError
 from protocol.hmac256 import TAG_LEN
 
-log = logging.getLogger("hcp.gateway.invitations")
+log = logging.getLogger("hcp.gateway.devices.invitations")
 
 CASE_FIELDS = ("projectNo", "serviceNumber", "taskCode")
 MAX_CASES = 64

@@ -29,7 +29,7 @@ import re
 import sqlite3
 import time
 
-log = logging.getLogger("hcp.gateway.alerts")
+log = logging.getLogger("hcp.gateway.web.alerts")
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 KEEP_CLEARED_S = 90 * 86400  # cleared alerts stay in the table this long

@@ -19,7 +19,7 @@ import time
 
 from gateway.backoff import Backoff
 
-log = logging.getLogger("hcp.gateway.downlink")
+log = logging.getLogger("hcp.gateway.devices.downlink")
 
 CONFIRMED = ("invite", "cancel", "time", "bind", "unbind", "bitmap", "config")
 FIRST_RETRY_S = 1.0

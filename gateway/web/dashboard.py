@@ -16,7 +16,7 @@ thread's connection. The snapshot has
     series     ratings per hour today and per day this month (good / bad)
     upstream   per target: link, backlog, oldest undelivered age, rate,
                errors; the records the upstream refused, with reasons
-    alerts     the active alerts (gateway.alerts), worst first
+    alerts     the active alerts (gateway.web.alerts), worst first
 
 The figures of today and the month are a scan of their events: they are
 recomputed only when new events were committed or records delivered (or
@@ -39,14 +39,16 @@ import sqlite3
 import threading
 import time
 
-from gateway import alerts as _alerts
-from gateway import invitations, outbox, report
-from gateway import metrics as _metrics
+from gateway import report
+from gateway.devices import invitations
 from gateway.errors import GatewayError
+from gateway.store import outbox
+from gateway.web import alerts as _alerts
+from gateway.web import metrics as _metrics
 
-log = logging.getLogger("hcp.gateway.dashboard")
+log = logging.getLogger("hcp.gateway.web.dashboard")
 
-WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+WEB_DIR = os.path.dirname(os.path.abspath(__file__))  # the page is beside this module
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(html|js|css|svg)$")
 _TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
           "css": "text/css; charset=utf-8", "svg": "image/svg+xml"}

@@ -1,6 +1,6 @@
 """The API's endpoints: one table of (method, path pattern) -> handler.
 
-gateway/api.py is the HTTP server (connections, the token, bodies, errors
+gateway/web/api.py is the HTTP server (connections, the token, bodies, errors
 as JSON); this module says what each request does. A pattern is the path's
 segments; `{name}` takes any one segment (the handler gets it, decoded).
 A handler is fn(gw, body, query, *segments) -> (status, object), with `gw`
@@ -15,8 +15,8 @@ a 404.
 import re
 from typing import NamedTuple
 
+from gateway.devices.pairing import MAX_SLOT, _text
 from gateway.errors import InvalidRequest, NotFound
-from gateway.pairing import MAX_SLOT, _text
 
 DIGITS = re.compile(r"[0-9]{1,9}")  # Content-Length, a bitmap slot: plain ASCII digits, no sign
 

@@ -1,0 +1,1 @@
+"""The evaluators as the gateway knows them: registry, keys, pairing, invitations, commands, health."""

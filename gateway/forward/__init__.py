@@ -1,0 +1,1 @@
+"""Records out: one forwarder per [[upstream]] (MQTT, HTTP), delivered at least once."""

@@ -1,0 +1,1 @@
+"""Frames in: serial ports and MQTT topics, checked and routed (keys, replay)."""

@@ -1,0 +1,1 @@
+"""The SQLite database: migrations, group commit and ACKs, the outbox."""
